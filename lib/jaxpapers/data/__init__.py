@@ -1,0 +1,39 @@
+"""Offline datasets: shipped inside PyPI wheels or generated, never downloaded in fast mode.
+
+``load(name)`` dispatches by name; each loader also lives in its own module.
+Arrays come back as float32 images scaled to [0, 1] and int32 labels.
+
+Large files are parsed once and cached as ``.npz`` under :func:`cache_dir`
+(``$JAXPAPERS_CACHE``, default ``~/.cache/jaxpapers``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+# name -> "module:function" (lazy, so importing jaxpapers.data stays cheap)
+LOADERS = {
+    "digits": "jaxpapers.data.images:load_digits",
+    "mnist5k": "jaxpapers.data.images:load_mnist5k",
+}
+
+
+def cache_dir() -> Path:
+    """Directory for cached ``.npz`` files (created on first use)."""
+    path = Path(os.environ.get("JAXPAPERS_CACHE") or Path.home() / ".cache" / "jaxpapers")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load(name: str, **kwargs):
+    """Load the dataset called ``name`` (see :data:`LOADERS`).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    if name not in LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(LOADERS))}")
+    module, func = LOADERS[name].split(":")
+    return getattr(importlib.import_module(module), func)(**kwargs)

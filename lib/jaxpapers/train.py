@@ -1,0 +1,168 @@
+"""A ``lax.scan`` training loop around an optax optimiser.
+
+The loop is written once and used by every chapter:
+
+* :func:`scan_fit` is a pure function (jit- and vmap-able: train an ensemble of
+  seeds with ``jax.vmap``) that runs ``steps`` optimiser steps in one
+  ``lax.scan``, so the whole loop compiles once;
+* :func:`fit` wraps it for notebooks: it jit-compiles, optionally cuts the run
+  into equal chunks to show a progress bar (full mode), and returns NumPy
+  histories.
+
+The loss function receives the parameters and a fresh PRNG key every step, so
+the same loop serves synthetic tasks (sample a batch from the key) and fixed
+datasets (sample mini-batch indices from the key)::
+
+    def loss_fn(params, key):
+        x, y = sample_batch(key)
+        return jnp.mean((model(params, x) - y) ** 2)
+
+    params, history = fit(loss_fn, params, optax.adam(1e-3), key, steps=1_000)
+    history["loss"]            # shape (1000,)
+
+A loss function may also return ``(loss, metrics)`` with a dict of scalar
+metrics; each metric then gets its own history.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+PyTree = Any
+
+
+class TrainState(NamedTuple):
+    """Everything a training step carries: parameters, optimiser state and PRNG key."""
+
+    params: PyTree
+    opt_state: PyTree
+    key: jax.Array
+
+
+def _as_loss_and_metrics(out):
+    if isinstance(out, tuple):
+        if len(out) != 2 or not isinstance(out[1], dict):
+            raise ValueError("loss_fn must return a scalar loss or (loss, dict_of_metrics)")
+        return out
+    return out, {}
+
+
+def make_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
+    """Build one optimiser step ``state -> (state, metrics)``.
+
+    ``metrics`` always holds ``"loss"`` (the loss *before* the update) and
+    ``"grad_norm"`` (global L2 norm of the gradient), plus any metrics the loss
+    function returns.
+    """
+
+    def value(params, key):
+        loss, metrics = _as_loss_and_metrics(loss_fn(params, key))
+        return loss, metrics
+
+    grad_fn = jax.value_and_grad(value, has_aux=True)
+
+    def step(state: TrainState):
+        key, sub = jax.random.split(state.key)
+        (loss, metrics), grads = grad_fn(state.params, sub)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        return TrainState(params, opt_state, key), metrics
+
+    return step
+
+
+def scan_fit(loss_fn: Callable, tx: optax.GradientTransformation, state: TrainState, steps: int):
+    """Run ``steps`` optimiser steps in one ``lax.scan``; pure, so jit/vmap it freely.
+
+    Returns ``(state, history)`` where ``history`` maps each metric name to an
+    array of shape ``(steps,)``.
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    step = make_step(loss_fn, tx)
+    return jax.lax.scan(lambda s, _: step(s), state, None, length=int(steps))
+
+
+def init_state(params: PyTree, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    """Initial :class:`TrainState` for ``params``."""
+    return TrainState(params, tx.init(params), key)
+
+
+def fit(
+    loss_fn: Callable,
+    params: PyTree,
+    tx: optax.GradientTransformation,
+    key: jax.Array,
+    steps: int,
+    *,
+    chunks: int = 1,
+    progress: bool = False,
+    state: TrainState | None = None,
+):
+    """Train ``params`` for ``steps`` steps and return ``(params, history)``.
+
+    Args:
+        loss_fn: ``loss_fn(params, key) -> loss`` or ``-> (loss, metrics_dict)``.
+        params: initial parameters (any pytree of arrays).
+        tx: an optax optimiser.
+        key: PRNG key; the loop splits it every step.
+        steps: number of optimiser steps (static: one compile).
+        chunks: cut the run into this many equal ``lax.scan`` calls (``steps``
+            must be divisible by it); the chunk function compiles once.
+        progress: show a ``tqdm`` bar over chunks (for long full-mode runs).
+        state: resume from a :class:`TrainState` instead of starting fresh
+            (then ``params`` is ignored and the optimiser state carries over).
+
+    Returns:
+        ``(params, history)``: final parameters and a dict of NumPy arrays of
+        shape ``(steps,)`` (``"loss"``, ``"grad_norm"`` and the loss's metrics).
+        Use :func:`fit_state` when you need the optimiser state too.
+    """
+    state, history = fit_state(loss_fn, params, tx, key, steps, chunks=chunks, progress=progress, state=state)
+    return state.params, history
+
+
+def fit_state(loss_fn, params, tx, key, steps, *, chunks=1, progress=False, state=None):
+    """Like :func:`fit`, but return the final :class:`TrainState` instead of the parameters."""
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(chunks, (int, np.integer)) or chunks < 1 or steps % chunks:
+        raise ValueError(f"chunks must be a positive divisor of steps={steps}, got {chunks!r}")
+    if state is None:
+        state = init_state(params, tx, key)
+    run = jax.jit(lambda s: scan_fit(loss_fn, tx, s, steps // chunks))
+    parts = []
+    it = range(chunks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"training ({steps} steps)", unit="chunk")
+    for _ in it:
+        state, hist = run(state)
+        parts.append(jax.device_get(hist))
+    history = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    return state, history
+
+
+def evaluate(fn: Callable, *args, **kwargs):
+    """Call ``fn`` under ``jax.jit`` and return NumPy output (for quick metric cells)."""
+    return jax.device_get(jax.jit(fn)(*args, **kwargs))
+
+
+def smooth(values, window: int = 50) -> np.ndarray:
+    """Trailing moving average of a 1-D history (same length; the first points average fewer)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"values must be 1-D, got shape {values.shape}")
+    if not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)

@@ -1,0 +1,46 @@
+"""Build a one-chapter book in a temporary folder (a quick `-W` check of one page).
+
+    python tools/build_one.py book/01-icl-gd.ipynb [--keep DIR]
+
+Copies _config.yml, book/references.bib, book/intro.md and the notebook into a fresh
+folder, writes a _toc.yml with just that chapter, and runs
+`jupyter-book build -W -n --keep-going` there (so the repository's _build is untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("notebook", type=Path)
+    ap.add_argument("--keep", type=Path, help="build here instead of a temporary folder")
+    args = ap.parse_args(argv)
+    nb = args.notebook.resolve()
+    work = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="jb-one-"))
+    (work / "book").mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml",):
+        shutil.copy(ROOT / name, work / name)
+    for name in ("references.bib", "intro.md"):
+        shutil.copy(ROOT / "book" / name, work / "book" / name)
+    shutil.copy(nb, work / "book" / nb.name)
+    (work / "_toc.yml").write_text(
+        f"format: jb-book\nroot: book/intro\nchapters:\n  - file: book/{nb.stem}\n", encoding="utf-8"
+    )
+    jb = Path(sys.executable).with_name("jupyter-book")
+    print(f"building in {work}", flush=True)
+    rc = subprocess.call([str(jb), "build", str(work), "-W", "-n", "--keep-going"])
+    print(f"html: {work / '_build' / 'html' / 'book' / (nb.stem + '.html')}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
