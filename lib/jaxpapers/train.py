@@ -52,6 +52,12 @@ def _as_loss_and_metrics(out):
     return out, {}
 
 
+def global_norm(tree: PyTree) -> jax.Array:
+    """L2 norm of all leaves of ``tree`` together (works on every optax version)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))
+
+
 def make_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
     """Build one optimiser step ``state -> (state, metrics)``.
 
@@ -71,7 +77,7 @@ def make_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
         (loss, metrics), grads = grad_fn(state.params, sub)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=global_norm(grads))
         return TrainState(params, opt_state, key), metrics
 
     return step

@@ -1,0 +1,131 @@
+"""Repository-level checks: book configuration, notebook hygiene and chapter conventions."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys_tools = ROOT / "tools"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if "_build" not in p.parts and ".ipynb_checkpoints" not in p.parts)
+CHAPTERS = [p for p in NOTEBOOKS if re.match(r"\d\d-", p.name)]
+
+
+def toc_files(node):
+    if isinstance(node, dict):
+        if "file" in node:
+            yield node["file"]
+        for value in node.values():
+            yield from toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from toc_files(item)
+
+
+def load(nb_path):
+    return json.loads(nb_path.read_text(encoding="utf-8"))
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks under book/"
+
+
+def test_failing_cells_fail_the_build():
+    ex = CONFIG["execute"]
+    assert ex["raise_on_error"] is True
+    assert ex["allow_errors"] is False
+    assert ex["execute_notebooks"] in ("force", "cache", "auto")
+    assert ex["timeout"] <= 300
+
+
+def test_exclude_patterns_keep_tooling_out_of_the_book():
+    patterns = set(CONFIG["exclude_patterns"])
+    for needed in (".*", "**/.*", "_build", ".venv", "lib", "tests", ".pytest_cache"):
+        assert needed in patterns, needed
+
+
+def test_repository_extensions_and_no_network_at_build_time():
+    assert CONFIG["repository"]["branch"] == "main"
+    assert CONFIG["repository"]["url"].startswith("https://github.com/")
+    assert CONFIG["launch_buttons"]["colab_url"] and CONFIG["launch_buttons"]["binderhub_url"]
+    ext = CONFIG["sphinx"]["extra_extensions"]
+    assert "sphinx_exercise" in ext and "sphinx_togglebutton" in ext
+    assert not any("intersphinx" in e for e in ext)
+    for bib in CONFIG["bibtex_bibfiles"]:
+        assert (ROOT / bib).is_file()
+
+
+def test_toc_and_notebooks_agree():
+    listed = {TOC["root"], *toc_files(TOC)}
+    for name in listed:
+        assert any((ROOT / f"{name}{ext}").is_file() for ext in ("", ".md", ".ipynb")), f"{name} in _toc.yml does not exist"
+    for nb in NOTEBOOKS:
+        assert str(nb.relative_to(ROOT).with_suffix("")) in listed, f"{nb} is not in _toc.yml"
+
+
+def test_notebooks_are_committed_clean():
+    result = subprocess.run([sys.executable, str(sys_tools / "nbclean.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_is_the_colab_bootstrap(nb_path):
+    cell = code_cells(load(nb_path))[0]
+    src = source(cell)
+    url = f"jaxpapers @ git+{CONFIG['repository']['url']}@{CONFIG['repository']['branch']}"
+    assert url in src, f"bootstrap URL must be {url!r}"
+    assert 'find_spec("jaxpapers") is None' in src
+    assert "remove-cell" in cell["metadata"].get("tags", [])
+    assert not re.search(r"\b(jax|jaxlib|numpy)\s*[=<>~!]=?", src), "the bootstrap must never pin jax or numpy"
+    assert "--upgrade" not in src and " -U " not in src
+
+
+@pytest.mark.parametrize("nb_path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_conventions(nb_path):
+    nb = load(nb_path)
+    text = "\n".join(source(c) for c in nb["cells"])
+    code = "\n".join(source(c) for c in code_cells(nb))
+    assert "config.scale()" in code and "SEED" in code, "setup cell: SEED and SCALE"
+    assert "device_report()" in code
+    assert re.search(r"^\s*assert\b", code, re.M), "claims must be asserted"
+    assert re.search(r"paper", text, re.I) and re.search(r"ours", text, re.I), "paper vs. ours table"
+    assert "explorer(" in code, "an ipywidgets explorer"
+    assert "frames_player(" in code, "a kernel-free interactive figure"
+    assert "{exercise}" in text and "{solution}" in text and ":class: dropdown" in text
+    assert "check(" in code, "at least one self-check"
+    assert "{bibliography}" in text
+    assert "sys.path" not in code
+
+
+def test_a_failing_cell_fails_the_build(tmp_path):
+    """Build a one-page book whose only notebook raises: jupyter-book must exit non-zero."""
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if not jb.exists():
+        pytest.skip("jupyter-book is not installed in this environment")
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "book").mkdir()
+    shutil.copy(ROOT / "book" / "references.bib", tmp_path / "book" / "references.bib")
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": ["raise RuntimeError('deliberate failure')"]}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 4}
+    (tmp_path / "book" / "fails.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/fails\n")
+    result = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n"], capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert "deliberate failure" in result.stdout + result.stderr

@@ -1,0 +1,91 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxpapers import train
+
+
+def quadratic_loss(params, key):
+    return jnp.sum((params["w"] - 3.0) ** 2)
+
+
+def test_fit_matches_a_python_loop_of_sgd():
+    lr, steps = 0.1, 25
+    params, hist = train.fit(quadratic_loss, {"w": jnp.zeros(3)}, optax.sgd(lr), jax.random.PRNGKey(0), steps)
+    w, losses = np.zeros(3), []
+    for _ in range(steps):  # naive reference: w <- w - lr * 2 (w - 3)
+        losses.append(np.sum((w - 3.0) ** 2))
+        w = w - lr * 2 * (w - 3.0)
+    np.testing.assert_allclose(params["w"], w, rtol=1e-5)
+    np.testing.assert_allclose(hist["loss"], losses, rtol=1e-5, atol=1e-7)  # float32 cancellation near w = 3
+    assert hist["loss"].shape == (steps,) and hist["grad_norm"].shape == (steps,)
+    assert params["w"].dtype == jnp.float32
+
+
+def test_chunks_give_the_same_result_as_one_scan():
+    def noisy(params, key):
+        return jnp.sum((params - jax.random.normal(key, params.shape)) ** 2)
+
+    p1, h1 = train.fit(noisy, jnp.ones(4), optax.adam(0.05), jax.random.PRNGKey(1), 40)
+    p2, h2 = train.fit(noisy, jnp.ones(4), optax.adam(0.05), jax.random.PRNGKey(1), 40, chunks=4)
+    np.testing.assert_allclose(p1, p2, rtol=1e-6)
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-6)
+
+
+def test_aux_metrics_and_resume():
+    def loss_with_metrics(params, key):
+        loss = jnp.sum(params**2)
+        return loss, {"abs_mean": jnp.mean(jnp.abs(params))}
+
+    tx = optax.sgd(0.1)
+    state, hist = train.fit_state(loss_with_metrics, jnp.ones(2), tx, jax.random.PRNGKey(0), 10)
+    assert set(hist) == {"loss", "grad_norm", "abs_mean"}
+    state2, hist2 = train.fit_state(loss_with_metrics, None, tx, None, 10, state=state)
+    _, hist_all = train.fit_state(loss_with_metrics, jnp.ones(2), tx, jax.random.PRNGKey(0), 20)
+    np.testing.assert_allclose(np.concatenate([hist["loss"], hist2["loss"]]), hist_all["loss"], rtol=1e-6)
+
+
+def test_scan_fit_vmaps_over_seeds():
+    tx = optax.sgd(0.1)
+
+    def run(w0):
+        state = train.init_state({"w": w0}, tx, jax.random.PRNGKey(0))
+        return train.scan_fit(quadratic_loss, tx, state, 5)
+
+    states, hist = jax.vmap(run)(jnp.stack([jnp.zeros(3), jnp.ones(3)]))
+    assert hist["loss"].shape == (2, 5)
+    assert states.params["w"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=10, chunks=3), dict(steps=2.5)])
+def test_bad_step_counts(kwargs):
+    with pytest.raises(ValueError):
+        train.fit(quadratic_loss, {"w": jnp.zeros(1)}, optax.sgd(0.1), jax.random.PRNGKey(0), **kwargs)
+
+
+def test_loss_fn_must_return_scalar_or_pair():
+    with pytest.raises(ValueError, match="loss_fn"):
+        train.fit(lambda p, k: (jnp.sum(p), 1.0, 2.0), jnp.ones(1), optax.sgd(0.1), jax.random.PRNGKey(0), 2)
+
+
+def test_smooth_is_a_trailing_mean():
+    v = np.arange(6, dtype=float)
+    np.testing.assert_allclose(train.smooth(v, 2), [0, 0.5, 1.5, 2.5, 3.5, 4.5])
+    np.testing.assert_allclose(train.smooth(v, 1), v)
+    with pytest.raises(ValueError):
+        train.smooth(np.ones((2, 2)))
+    with pytest.raises(ValueError):
+        train.smooth(v, 0)
+
+
+def test_evaluate_returns_host_arrays():
+    out = train.evaluate(lambda x: x * 2, jnp.ones(3))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, 2 * np.ones(3))
+
+
+def test_global_norm_matches_numpy():
+    tree = {"a": jnp.array([3.0, 0.0]), "b": [jnp.array([[4.0]])]}
+    assert float(train.global_norm(tree)) == pytest.approx(5.0)
