@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 import matplotlib as mpl
@@ -141,6 +142,29 @@ def frames_player(fig, update: Callable[[int], object], n_frames: int, *, interv
     if default_mode not in ("once", "loop", "reflect"):
         raise ValueError(f"default_mode must be 'once', 'loop' or 'reflect', got {default_mode!r}")
     anim = FuncAnimation(fig, lambda i: update(i), frames=int(n_frames), interval=interval, blit=False)
-    html = anim.to_jshtml(default_mode=default_mode)
+    html = _offline_player(anim.to_jshtml(default_mode=default_mode))
     plt.close(fig)
     return HTML(html)
+
+
+# matplotlib's player draws its buttons with Font Awesome 4 icons from a CDN; use text
+# glyphs instead so the player needs nothing from the network.
+_ICONS = {
+    "fa fa-minus": "\u2212",
+    "fa fa-fast-backward": "\u23ee\ufe0e",
+    "fa fa-step-backward": "\u25c2",
+    "fa fa-play fa-flip-horizontal": "\u25c0\ufe0e",
+    "fa fa-pause": "\u23f8\ufe0e",
+    "fa fa-play": "\u25b6\ufe0e",
+    "fa fa-step-forward": "\u25b8",
+    "fa fa-fast-forward": "\u23ed\ufe0e",
+    "fa fa-plus": "+",
+}
+
+
+def _offline_player(html: str) -> str:
+    """Remove the player's CDN stylesheet and replace its icons with text glyphs."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
+    for cls, glyph in _ICONS.items():
+        html = html.replace(f'<i class="{cls}"></i>', f'<span aria-hidden="true">{glyph}</span>')
+    return html
