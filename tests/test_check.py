@@ -37,3 +37,23 @@ def test_bad_tolerances(kwargs):
 def test_needs_a_name():
     with pytest.raises(ValueError, match="name"):
         check("", 1.0, 1.0)
+
+
+def test_calls_are_logged_when_asked(tmp_path, monkeypatch, capsys):
+    import json
+
+    log = tmp_path / "checks.jsonl"
+    monkeypatch.setenv("JAXPAPERS_CHECK_LOG", str(log))
+    check("a", [1.0, 2.0], np.array([1.0, 2.0]))
+    check("b", None, 3.0)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["name"] for r in rows] == ["a", "b"]
+    assert rows[0]["ok"] is True and rows[0]["reference"] == [1.0, 2.0]
+    assert rows[1]["ok"] is False and rows[1]["answer"] is None
+
+
+def test_nothing_is_logged_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAXPAPERS_CHECK_LOG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    check("a", 1.0, 1.0)
+    assert list(tmp_path.iterdir()) == []

@@ -31,6 +31,7 @@ def main(argv=None) -> int:
         shutil.copy(ROOT / name, work / name)
     for name in ("references.bib", "intro.md"):
         shutil.copy(ROOT / "book" / name, work / "book" / name)
+    shutil.copytree(ROOT / "book" / "_ext", work / "book" / "_ext", dirs_exist_ok=True)
     shutil.copy(nb, work / "book" / nb.name)
     (work / "_toc.yml").write_text(
         f"format: jb-book\nroot: book/intro\nchapters:\n  - file: book/{nb.stem}\n", encoding="utf-8"

@@ -2,8 +2,11 @@
 
     python3 tools/run.py book    # install (first time), then build the executed book into _build/html
     python3 tools/run.py test    # install (first time), then run every test: unit tests and all chapters
-    python3 tools/run.py ci      # what CI runs: the tests, executing each notebook once, then the
-                                 # book from those executed notebooks (no second execution)
+    python3 tools/run.py site    # browser tests of the built site (builds it first if missing)
+    python3 tools/run.py ci      # what CI runs (see .ci/run)
+
+``BOOK_EDITION=student python3 tools/run.py book`` builds the student edition (no solutions,
+on the site or in the downloadable notebooks); the default is the instructor edition.
 
 The first call creates ``.venv`` and installs ``requirements.txt`` (pinned by
 ``constraints.txt``); later calls reinstall only when those files change.
@@ -25,11 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".requirements-hash"
+SITE = ROOT / "_build" / "html"
+STUDENT_SITE = ROOT / "_build" / "student" / "_build" / "html"
 
 
-def sh(*cmd, **kw) -> None:
+def sh(*cmd, env=None) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, env=env)
 
 
 def ensure_venv() -> None:
@@ -46,24 +51,48 @@ def ensure_venv() -> None:
     STAMP.write_text(want)
 
 
-def build(execute: bool = True) -> None:
-    shutil.rmtree(ROOT / "_build", ignore_errors=True)
-    args = [BIN / "jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
+def edition() -> str:
+    value = os.environ.get("BOOK_EDITION", "instructor").strip().lower() or "instructor"
+    if value not in ("instructor", "student"):
+        raise SystemExit(f"BOOK_EDITION={value!r}: expected 'instructor' or 'student'")
+    return value
+
+
+def build(*, execute: bool = True, which: str = "instructor", clean: bool = True) -> Path:
+    """Build one edition with -W from a clean output folder; return its html folder."""
+    if clean:
+        shutil.rmtree(ROOT / "_build", ignore_errors=True)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edition", ROOT / "tools" / "edition.py")
+    edition_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(edition_tool)
+    write_edition = edition_tool.write_edition
+    source = Path(tempfile.mkdtemp(prefix=f"book-{which}-"))
+    write_edition(which, source)
     if not execute:  # render the outputs already stored in the notebooks (CI, after nbmake --overwrite)
-        cfg = (ROOT / "_config.yml").read_text().replace("execute_notebooks: force", "execute_notebooks: \"off\"")
-        tmp = Path(tempfile.mkdtemp()) / "_config.yml"
-        tmp.write_text(cfg)
-        args += ["--config", tmp]
-    sh(*args)
-    print(f"\nThe book is in {ROOT / '_build' / 'html' / 'index.html'}")
+        cfg = source / "_config.yml"
+        cfg.write_text(cfg.read_text().replace("execute_notebooks: force", 'execute_notebooks: "off"'))
+    out = ROOT / "_build" if which == "instructor" else ROOT / "_build" / "student"
+    if which != "instructor":
+        shutil.rmtree(out, ignore_errors=True)
+    sh(BIN / "jupyter-book", "build", source, "--path-output", out, "-W", "-n", "--keep-going")
+    shutil.rmtree(source, ignore_errors=True)
+    html = out / "_build" / "html" if which != "instructor" else SITE
+    print(f"\nThe {which} edition is in {html / 'index.html'}")
+    return html
 
 
-def test(extra: list[str]) -> None:
-    sh(BIN / "pytest", *extra)
+def test(extra: list[str], env=None) -> None:
+    sh(BIN / "pytest", *extra, env=env)
+
+
+def site_tests(extra: list[str]) -> None:
+    sh(BIN / "pytest", "tests/site", "-o", "addopts=-ra", "--site", SITE, *extra)
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("book", "test", "ci"):
+    if not argv or argv[0] not in ("book", "test", "site", "ci"):
         print(__doc__)
         return 2
     task, extra = argv[0], argv[1:]
@@ -71,12 +100,22 @@ def main(argv: list[str]) -> int:
     start = time.time()
     try:
         if task == "book":
-            build(execute=True)
+            build(execute=True, which=edition())
         elif task == "test":
             test(extra)
+        elif task == "site":
+            if not (SITE / "index.html").exists():
+                build(execute=True)
+            site_tests(extra)
         else:
-            test(["--overwrite", "--durations=0", *extra])  # executes every notebook once, keeping outputs
-            build(execute=False)
+            # 1. every test; each notebook executes once and keeps its outputs; self-checks are logged
+            log = Path(tempfile.mkdtemp()) / "checks.jsonl"
+            env = dict(os.environ, JAXPAPERS_CHECK_LOG=str(log))
+            test(["--overwrite", "--durations=20", *extra], env=env)
+            # 2. both editions from those outputs (no second execution), then the browser tests
+            build(execute=False, which="instructor")
+            build(execute=False, which="student", clean=False)
+            site_tests(["--student-site", str(STUDENT_SITE), "--check-log", str(log)])
             sh(BIN / "python", "tools/nbclean.py")  # leave the notebooks as committed
     except subprocess.CalledProcessError as err:
         return err.returncode or 1

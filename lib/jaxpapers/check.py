@@ -10,12 +10,41 @@ True
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
+
+LOG_ENV = "JAXPAPERS_CHECK_LOG"
 
 
 def _verdict(name: str, ok: bool, message: str) -> bool:
     print(f"{'✅' if ok else '❌'} {name}: {message}")
     return ok
+
+
+def _jsonable(x):
+    if isinstance(x, (str, bool)) or x is None:
+        return x
+    try:
+        return np.asarray(x, dtype=np.float64).tolist()
+    except (TypeError, ValueError):
+        return repr(x)
+
+
+def _log(name, answer, reference, rtol, atol, ok) -> None:
+    """Append the call to ``$JAXPAPERS_CHECK_LOG`` (JSON lines), when set.
+
+    The book's tests use the log to confirm that every self-check accepts the
+    reference solution (in the instructor edition) and rejects a wrong answer.
+    """
+    path = os.environ.get(LOG_ENV)
+    if not path:
+        return
+    record = {"name": name, "answer": _jsonable(answer), "reference": _jsonable(reference),
+              "rtol": rtol, "atol": atol, "ok": bool(ok), "cwd": os.getcwd()}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def check(name: str, answer, reference, *, rtol: float = 1e-5, atol: float = 0.0) -> bool:
@@ -28,12 +57,18 @@ def check(name: str, answer, reference, *, rtol: float = 1e-5, atol: float = 0.0
     Raises:
         ValueError: negative tolerances, or an empty ``name``.
     """
+    ok = _check(name, answer, reference, rtol=rtol, atol=atol)
+    _log(name, answer, reference, rtol, atol, ok)
+    return ok
+
+
+def _check(name: str, answer, reference, *, rtol: float = 1e-5, atol: float = 0.0) -> bool:
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
     if rtol < 0 or atol < 0:
         raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
     if answer is None:
-        return _verdict(name, False, "no answer yet (the cell returned None).")
+        return _verdict(name, False, "no answer yet (replace None with your answer).")
     if isinstance(reference, (str, bool)) or reference is None:
         return _verdict(name, answer == reference, "correct." if answer == reference else "not yet, try again.")
     try:
