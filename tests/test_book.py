@@ -120,6 +120,7 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
     (tmp_path / "book").mkdir()
     shutil.copy(ROOT / "book" / "references.bib", tmp_path / "book" / "references.bib")
+    shutil.copytree(ROOT / "book" / "_ext", tmp_path / "book" / "_ext")
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
                      "source": ["raise RuntimeError('deliberate failure')"]}],
           "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},

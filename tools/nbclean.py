@@ -3,8 +3,8 @@
     python tools/nbclean.py            # clean every notebook under book/
     python tools/nbclean.py --check    # exit 1 if any notebook is not clean (used by the tests)
 
-A clean notebook has no outputs, no execution counts, only the kernelspec and
-language_info in its metadata, and per cell only the metadata keys the book uses
+A clean notebook has no outputs, no execution counts, only the kernelspec,
+language_info and (optionally) ``executable_papers`` in its metadata, and per cell only the metadata keys the book uses
 (``tags``, ``mystnb``).
 """
 
@@ -27,7 +27,8 @@ def notebooks(root: Path = ROOT) -> list[Path]:
 
 def clean(nb: dict) -> dict:
     nb = json.loads(json.dumps(nb))
-    nb["metadata"] = {"kernelspec": KERNELSPEC, "language_info": LANGUAGE_INFO}
+    keep = {k: v for k, v in nb.get("metadata", {}).items() if k == "executable_papers"}  # e.g. full-mode GPU runs
+    nb["metadata"] = {"kernelspec": KERNELSPEC, "language_info": LANGUAGE_INFO, **keep}
     for cell in nb["cells"]:
         cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k in CELL_KEYS}
         cell.pop("id", None)

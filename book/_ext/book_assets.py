@@ -1,11 +1,125 @@
-"""Small fixes to the HTML the book's theme stack emits (found by the browser tests).
+"""Local Sphinx extension of the book.
 
+* ``{book-status}`` directive: the reproducibility table. For every executed notebook it
+  shows the fast-mode execution time of this build (myst-nb's execution data when the build
+  executed the notebooks, else the cell timings that nbclient stored in the notebook when
+  CI executed it), the jaxpapers and jax versions the build used, and the full-mode GPU run
+  recorded in the notebook's metadata (``executable_papers.full_mode``), if any.
 * sphinx-thebe registers its inline configuration script twice on every page, and the
   second ``const THEBE_JS_URL`` declaration throws a JavaScript error; keep one copy of
-  each identical script.
+  each identical script (found by the browser tests).
 """
 
 from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util.docutils import SphinxDirective
+
+
+class book_status_node(nodes.General, nodes.Element):
+    """Placeholder replaced by the status table once every page has been read."""
+
+
+class BookStatus(SphinxDirective):
+    def run(self):
+        return [book_status_node()]
+
+
+def _notebook_timing(path: Path):
+    """(seconds, finished) from nbclient's per-cell timestamps stored in an executed notebook."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    starts, ends = [], []
+    for cell in nb.get("cells", []):
+        ex = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
+            starts.append(datetime.fromisoformat(ex["iopub.execute_input"].replace("Z", "+00:00")))
+            ends.append(datetime.fromisoformat(ex["shell.execute_reply"].replace("Z", "+00:00")))
+    if not starts:
+        return None, None
+    return (max(ends) - min(starts)).total_seconds(), max(ends)
+
+
+def _full_mode(path: Path) -> str:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return "not measured"
+    full = meta.get("executable_papers", {}).get("full_mode")
+    if not full:
+        return "not measured"
+    return f"{full.get('wall_s', '?')} s on {full.get('device', '?')} ({full.get('date', '?')})"
+
+
+def _versions() -> str:
+    try:
+        import jax
+        import jaxpapers
+
+        return f"jaxpapers {jaxpapers.__version__}, jax {jax.__version__}"
+    except Exception:  # the build environment may lack them; say so rather than fail
+        return "unknown"
+
+
+def _table(header, rows):
+    table = nodes.table(classes=["colwidths-auto"])
+    tgroup = nodes.tgroup(cols=len(header))
+    table += tgroup
+    for _ in header:
+        tgroup += nodes.colspec(colwidth=1)
+    thead, tbody = nodes.thead(), nodes.tbody()
+    tgroup += thead
+    tgroup += tbody
+    for target, cells in [(thead, header)] + [(tbody, r) for r in rows]:
+        row = nodes.row()
+        for cell in cells:
+            row += nodes.entry("", nodes.paragraph(text=str(cell)))
+        target += row
+    return table
+
+
+class BookStatusTransform(SphinxPostTransform):
+    default_priority = 8
+
+    def run(self, **kwargs):
+        placeholders = list(self.document.findall(book_status_node))
+        if not placeholders:
+            return
+        env = self.env
+        try:
+            from myst_nb.sphinx_ import NbMetadataCollector
+
+            doc_data = NbMetadataCollector.get_doc_data(env)
+        except Exception:
+            doc_data = {}
+        versions = _versions()
+        rows = []
+        for docname in sorted(env.found_docs):
+            path = Path(env.doc2path(docname))
+            if path.suffix != ".ipynb":
+                continue
+            title = env.titles[docname].astext() if docname in env.titles else docname
+            exec_data = (doc_data.get(docname) or {}).get("exec_data")
+            if exec_data and exec_data.get("runtime") is not None:
+                seconds = exec_data["runtime"]
+                when = datetime.fromtimestamp(exec_data["mtime"]).strftime("%Y-%m-%d %H:%M")
+                status = "✅" if exec_data.get("succeeded") else "❌"
+            else:
+                seconds, finished = _notebook_timing(path)
+                when = finished.strftime("%Y-%m-%d %H:%M") if finished else "-"
+                status = "✅" if seconds is not None else "not executed in this build"
+            rows.append([title, status, "-" if seconds is None else f"{seconds:.0f}", when, versions,
+                         _full_mode(path)])
+        header = ["Chapter", "Status", "Fast mode (s)", "Executed (UTC)", "Versions", "Full mode (GPU)"]
+        for node in placeholders:
+            node.replace_self(_table(header, rows))
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
@@ -23,5 +137,8 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    app.add_node(book_status_node)
+    app.add_directive("book-status", BookStatus)
+    app.add_post_transform(BookStatusTransform)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
