@@ -111,12 +111,14 @@ def main(argv: list[str]) -> int:
             # 1. every test; each notebook executes once and keeps its outputs; self-checks are logged
             log = Path(tempfile.mkdtemp()) / "checks.jsonl"
             env = dict(os.environ, JAXPAPERS_CHECK_LOG=str(log))
-            test(["--overwrite", "--durations=20", *extra], env=env)
-            # 2. both editions from those outputs (no second execution), then the browser tests
-            build(execute=False, which="instructor")
-            build(execute=False, which="student", clean=False)
-            site_tests(["--student-site", str(STUDENT_SITE), "--check-log", str(log)])
-            sh(BIN / "python", "tools/nbclean.py")  # leave the notebooks as committed
+            try:
+                test(["--overwrite", "--durations=20", *extra], env=env)
+                # 2. both editions from those outputs (no second execution), then the browser tests
+                build(execute=False, which="instructor")
+                build(execute=False, which="student", clean=False)
+                site_tests(["--student-site", str(STUDENT_SITE), "--check-log", str(log)])
+            finally:
+                sh(BIN / "python", "tools/nbclean.py")  # leave the notebooks as committed
     except subprocess.CalledProcessError as err:
         return err.returncode or 1
     finally:
