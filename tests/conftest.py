@@ -20,3 +20,13 @@ def pytest_ignore_collect(collection_path: Path, config):
     if collection_path.name == "site" and collection_path.parent == Path(__file__).parent:
         return config.getoption("--site") is None
     return None
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_check_log_from_unit_tests(monkeypatch):
+    """CI sets JAXPAPERS_CHECK_LOG to record the notebooks' self-checks; unit tests that call
+    ``check`` with deliberately wrong answers must not land in that log."""
+    monkeypatch.delenv("JAXPAPERS_CHECK_LOG", raising=False)

@@ -73,12 +73,13 @@ def build(*, execute: bool = True, which: str = "instructor", clean: bool = True
     if not execute:  # render the outputs already stored in the notebooks (CI, after nbmake --overwrite)
         cfg = source / "_config.yml"
         cfg.write_text(cfg.read_text().replace("execute_notebooks: force", 'execute_notebooks: "off"'))
-    out = ROOT / "_build" if which == "instructor" else ROOT / "_build" / "student"
+    # jupyter-book writes to <path-output>/_build/html
+    out = ROOT if which == "instructor" else ROOT / "_build" / "student"
     if which != "instructor":
         shutil.rmtree(out, ignore_errors=True)
     sh(BIN / "jupyter-book", "build", source, "--path-output", out, "-W", "-n", "--keep-going")
     shutil.rmtree(source, ignore_errors=True)
-    html = out / "_build" / "html" if which != "instructor" else SITE
+    html = out / "_build" / "html"
     print(f"\nThe {which} edition is in {html / 'index.html'}")
     return html
 
