@@ -108,7 +108,7 @@ def test_chapter_conventions(nb_path):
     assert "frames_player(" in code, "a kernel-free interactive figure"
     assert "{exercise}" in text and "{solution}" in text and ":class: dropdown" in text
     assert "check(" in code, "at least one self-check"
-    assert "{bibliography}" in text
+    assert "{footbibliography}" in text, "per-page references ({footcite} + {footbibliography})"
     assert "sys.path" not in code
 
 

@@ -33,9 +33,12 @@ def main(argv=None) -> int:
         shutil.copy(ROOT / "book" / name, work / "book" / name)
     shutil.copytree(ROOT / "book" / "_ext", work / "book" / "_ext", dirs_exist_ok=True)
     shutil.copy(nb, work / "book" / nb.name)
-    (work / "_toc.yml").write_text(
-        f"format: jb-book\nroot: book/intro\nchapters:\n  - file: book/{nb.stem}\n", encoding="utf-8"
-    )
+    chapters = [nb.stem]
+    if nb.stem != "getting-started":  # the intro links to it
+        shutil.copy(ROOT / "book" / "getting-started.ipynb", work / "book" / "getting-started.ipynb")
+        chapters.insert(0, "getting-started")
+    toc = "format: jb-book\nroot: book/intro\nchapters:\n" + "".join(f"  - file: book/{c}\n" for c in chapters)
+    (work / "_toc.yml").write_text(toc, encoding="utf-8")
     jb = Path(sys.executable).with_name("jupyter-book")
     print(f"building in {work}", flush=True)
     rc = subprocess.call([str(jb), "build", str(work), "-W", "-n", "--keep-going"])
