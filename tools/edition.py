@@ -109,31 +109,41 @@ def student_notebook(nb: dict) -> dict:
 
 
 def solution_texts(nb: dict) -> list[str]:
-    """Every non-trivial line of solution text or code in ``nb`` (to check that none leaks)."""
-    found, gated = [], False
+    """Every non-trivial line of solution text or code in ``nb`` that the chapter does not
+    also show outside its solutions (to check that none leaks into the student edition).
+
+    Independent of :func:`student_notebook`, so that it can test it."""
+    found, public, gated = [], set(), False
     for cell in nb["cells"]:
         gate = _gate(cell)
         lines = _lines(cell)
+        tags = cell.get("metadata", {}).get("tags", [])
         if gate == "start":
             gated = True
             continue
-        if gated or "solution" in cell.get("metadata", {}).get("tags", []):
+        if gated or "solution" in tags:
             if gate == "end":
                 gated = False
                 continue
             found += lines
             continue
-        if cell["cell_type"] == "markdown":
-            inside, fence = False, None
-            for line in lines:
-                m = _OPEN.match(line.rstrip("\n"))
-                if not inside and m and m.group("name") == "solution":
-                    inside, fence = True, m.group("fence")
-                elif inside and line.strip() == fence:
-                    inside = False
-                elif inside:
-                    found.append(line)
-    return [ln.strip() for ln in found if len(ln.strip()) >= 25 and not ln.strip().startswith((":", "`", "$$"))]
+        if cell["cell_type"] != "markdown":
+            if "check-reference" not in tags:
+                public.update(ln.strip() for ln in lines)
+            continue
+        inside, fence = False, None
+        for line in lines:
+            m = _OPEN.match(line.rstrip("\n"))
+            if not inside and m and m.group("name") == "solution":
+                inside, fence = True, m.group("fence")
+            elif inside and line.strip() == fence:
+                inside = False
+            elif inside:
+                found.append(line)
+            else:
+                public.add(line.strip())
+    return [ln.strip() for ln in found
+            if len(ln.strip()) >= 25 and not ln.strip().startswith((":", "`", "$$")) and ln.strip() not in public]
 
 
 def write_edition(edition: str, out: Path, src: Path = ROOT) -> Path:
