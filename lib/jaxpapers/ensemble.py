@@ -1,0 +1,211 @@
+"""Seed ensembles: many models that differ only in their PRNG keys, trained and stress-tested together.
+
+D'Amour et al. (2022) train the *same pipeline* with different random seeds (which
+change the initialisation and the order of the mini-batches) and compare the
+resulting predictors on i.i.d. and stress-test data. This module does that:
+
+* :func:`seed_keys` gives every member an initialisation key and a data-order key,
+  from separate streams, so either source of randomness can be frozen;
+* :func:`train_ensemble` trains all members with :func:`jaxpapers.train.scan_fit`
+  under one ``jax.vmap`` (one compile; the fast path for small nets on CPU) or one
+  after the other (``vmapped=False``; better for conv nets on a GPU, where vmapped
+  per-model convolutions batch poorly);
+* :func:`minibatch_loss` builds the loss of one random mini-batch per step;
+* :func:`evaluate` scores every member on a dict of test sets; :func:`summary`,
+  :func:`format_summary` and :func:`rank_matrix` turn the scores into the
+  mean/std/min/max table and the Spearman matrix of the seeds' rankings.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxpapers import stats, train
+
+VARY = ("init", "data")
+
+
+def seed_keys(key, n_seeds: int, *, vary=VARY):
+    """Per-member keys ``(init_keys, data_keys)``, each of shape ``(n_seeds, 2)``.
+
+    Streams named in ``vary`` get a different key per member; the others use one
+    shared key for every member (``vary=("data",)``: same initialisation, different
+    mini-batch order).
+
+    Raises:
+        ValueError: ``n_seeds`` not a positive int, or ``vary`` names other than
+            ``"init"``/``"data"``.
+    """
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
+        raise ValueError(f"n_seeds must be a positive integer, got {n_seeds!r}")
+    vary = tuple(vary)
+    bad = [v for v in vary if v not in VARY]
+    if bad:
+        raise ValueError(f"vary may only contain {VARY}, got {bad}")
+    k_init, k_data = jax.random.split(key)
+    out = []
+    for name, k in (("init", k_init), ("data", k_data)):
+        ks = jax.random.split(k, n_seeds) if name in vary else jnp.broadcast_to(k, (n_seeds,) + k.shape)
+        out.append(ks)
+    return out[0], out[1]
+
+
+def minibatch_loss(apply_fn: Callable, x, y, batch_size: int) -> Callable:
+    """Loss ``(params, key) -> (loss, {"accuracy": acc})`` of one random mini-batch.
+
+    The key picks ``batch_size`` distinct training examples (so the data-order key
+    decides the sequence of mini-batches); the loss is the mean softmax
+    cross-entropy of ``apply_fn(params, x_batch)`` (logits ``(batch, classes)``)
+    against integer labels ``y``.
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.shape[0] != y.shape[0] or y.ndim != 1:
+        raise ValueError(f"x and y must have the same first axis and y must be 1-D, got {x.shape}, {y.shape}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= x.shape[0]:
+        raise ValueError(f"batch_size must be an int in [1, {x.shape[0]}], got {batch_size!r}")
+
+    def loss_fn(params, key):
+        idx = jax.random.choice(key, x.shape[0], (batch_size,), replace=False)
+        logits = apply_fn(params, x[idx])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
+        return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == y[idx])}
+
+    return loss_fn
+
+
+def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTransformation, init_keys, data_keys,
+                   steps: int, *, vmapped: bool = True, chunks: int = 1, progress: bool = False):
+    """Train one model per key pair; return ``(params, history)`` stacked over members.
+
+    Args:
+        init_fn: ``key -> params`` (a pytree).
+        loss_fn: ``(params, key) -> loss`` or ``(loss, metrics)`` (see :mod:`jaxpapers.train`).
+        tx: optax optimiser (the same for every member).
+        init_keys, data_keys: ``(S, 2)`` keys from :func:`seed_keys`.
+        steps: optimiser steps per member.
+        vmapped: train all members in one ``jax.vmap`` (else one after the other,
+            with one compiled function).
+        chunks: cut the run into this many ``lax.scan`` calls (for a progress bar).
+        progress: show a ``tqdm`` bar.
+
+    Returns:
+        ``params`` with a leading member axis ``S`` on every leaf, and ``history``:
+        a dict of NumPy arrays of shape ``(S, steps)``.
+    """
+    init_keys, data_keys = jnp.asarray(init_keys), jnp.asarray(data_keys)
+    if init_keys.ndim != 2 or init_keys.shape != data_keys.shape:
+        raise ValueError(f"init_keys and data_keys must both be (S, 2), got {init_keys.shape}, {data_keys.shape}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1 or steps % chunks:
+        raise ValueError(f"chunks must be a positive divisor of steps={steps}, got {chunks!r}")
+    make = lambda ki, kd: train.init_state(init_fn(ki), tx, kd)
+    run = lambda s: train.scan_fit(loss_fn, tx, s, steps // chunks)
+    S = init_keys.shape[0]
+    if vmapped:
+        states = [jax.jit(jax.vmap(make))(init_keys, data_keys)]
+        run_all = jax.jit(jax.vmap(run))
+    else:
+        make_j = jax.jit(make)
+        states = [make_j(init_keys[s], data_keys[s]) for s in range(S)]
+        run_all = jax.jit(run)
+    it = range(chunks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"ensemble of {S} ({steps} steps)", unit="chunk")
+    hists = [[] for _ in states]
+    for _ in it:
+        for m, st in enumerate(states):
+            states[m], h = run_all(st)
+            hists[m].append(jax.device_get(h))
+    history = {k: np.concatenate([np.asarray(h[k]) for h in hists[0]], axis=-1) for k in hists[0][0]}
+    if vmapped:
+        return states[0].params, history
+    history = {k: np.stack([np.concatenate([np.asarray(h[k]) for h in hm]) for hm in hists]) for k in hists[0][0]}
+    params = jax.tree_util.tree_map(lambda *ls: jnp.stack(ls), *[s.params for s in states])
+    return params, history
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(apply_fn, params, x):
+    return jax.vmap(lambda p: jnp.argmax(apply_fn(p, x), -1))(params)
+
+
+def predict(apply_fn: Callable, params, x, *, batch_size: int | None = None):
+    """Predicted classes ``(S, n)`` of every member (``params`` stacked over ``S``) on ``x``.
+
+    Compiled once per ``apply_fn`` and input shape (``apply_fn`` is a static argument).
+    """
+    f = lambda p, xb: _predict(apply_fn, p, xb)
+    x = jnp.asarray(x)
+    if batch_size is None or batch_size >= x.shape[0]:
+        return np.asarray(f(params, x))
+    return np.concatenate([np.asarray(f(params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)], 1)
+
+
+def evaluate(apply_fn: Callable, params, test_sets: Mapping[str, tuple], *, batch_size: int | None = None):
+    """Per-item correctness of every member on every test set.
+
+    Args:
+        apply_fn: ``(params, x) -> logits``.
+        params: member-stacked parameters (leading axis ``S``).
+        test_sets: ``{name: (x, y)}``; ``y`` integer labels ``(n,)``.
+
+    Returns:
+        ``{name: correct}`` with boolean arrays of shape ``(S, n)``.
+    """
+    if not test_sets:
+        raise ValueError("test_sets must hold at least one (x, y) pair")
+    out = {}
+    for name, pair in test_sets.items():
+        if len(pair) != 2:
+            raise ValueError(f"test set {name!r} must be an (x, y) pair")
+        x, y = pair
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"test set {name!r}: y must be 1-D with one label per x, got {y.shape} for {len(x)} inputs")
+        out[name] = predict(apply_fn, params, x, batch_size=batch_size) == y[None, :]
+    return out
+
+
+def accuracies(correct: Mapping[str, np.ndarray]) -> dict:
+    """``{name: (S,) accuracy in percent}`` from :func:`evaluate`'s output."""
+    return {k: 100.0 * np.asarray(v, np.float64).mean(axis=1) for k, v in correct.items()}
+
+
+def summary(acc: Mapping[str, np.ndarray]) -> list[dict]:
+    """One row per test set: ``name, mean, std, min, max, range`` of the members' accuracies.
+
+    ``std`` is the sample standard deviation over members (``ddof=1``).
+    """
+    rows = []
+    for name, a in acc.items():
+        a = np.asarray(a, np.float64)
+        if a.ndim != 1 or a.size < 2:
+            raise ValueError(f"accuracies of {name!r} must be 1-D with >= 2 members, got shape {a.shape}")
+        rows.append(dict(name=name, mean=a.mean(), std=a.std(ddof=1), min=a.min(), max=a.max(),
+                         range=a.max() - a.min()))
+    return rows
+
+
+def format_summary(rows: list[dict], *, unit: str = "%") -> str:
+    """A fixed-width text table of :func:`summary` rows."""
+    w = max(len(r["name"]) for r in rows) + 2
+    head = f"{'test set':<{w}}" + "".join(f"{h:>9}" for h in ("mean", "std", "min", "max", "range"))
+    lines = [head + f"   ({unit})", "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['name']:<{w}}" + "".join(f"{r[k]:>9.2f}" for k in ("mean", "std", "min", "max", "range")))
+    return "\n".join(lines)
+
+
+def rank_matrix(acc: Mapping[str, np.ndarray], names=None):
+    """Spearman correlations of the members' accuracies between test sets: ``(names, (K, K))``."""
+    names = list(acc) if names is None else list(names)
+    return names, stats.spearman_matrix(np.stack([np.asarray(acc[n]) for n in names]))
