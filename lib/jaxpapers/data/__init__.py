@@ -18,6 +18,7 @@ LOADERS = {
     "digits": "jaxpapers.data.images:load_digits",
     "mnist5k": "jaxpapers.data.images:load_mnist5k",
     "mnist1d": "jaxpapers.data.mnist1d:make_dataset",  # signals (n, 40), not images
+    "animals": "jaxpapers.data.animals:load_animals",
 }
 
 
