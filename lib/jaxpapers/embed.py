@@ -65,6 +65,16 @@ def kernel(kind: str, d: jax.Array) -> jax.Array:
     return 1.0 / (1.0 + d) if kind == "tsne" else jnp.exp(-d)
 
 
+def _pairwise(x, p, kind):
+    """Checked inputs, N, squared distances and off-diagonal kernel values (dense)."""
+    x, p = jnp.asarray(x), jnp.asarray(p)
+    _check_kind(kind)
+    _check_xp(x, p)
+    n = x.shape[0]
+    d = sq_distances(x)
+    return x, p, n, d, kernel(kind, d) * _offdiag(n, x.dtype)
+
+
 def objective(x, p, kind: str, lam: float = 1.0, wneg=None, alpha: float = 1.0) -> jax.Array:
     """Objective E(X) of eqs. above (dense, pure JAX: differentiable to any order).
 
@@ -76,13 +86,7 @@ def objective(x, p, kind: str, lam: float = 1.0, wneg=None, alpha: float = 1.0) 
         wneg: EE only: repulsive weights, a scalar or ``(N, N)``; default ``1 / N^2``.
         alpha: exaggeration of the attraction (P -> alpha P).
     """
-    x, p = jnp.asarray(x), jnp.asarray(p)
-    _check_kind(kind)
-    _check_xp(x, p)
-    n = x.shape[0]
-    d = sq_distances(x)
-    off = _offdiag(n, x.dtype)
-    k = kernel(kind, d) * off
+    x, p, n, d, k = _pairwise(x, p, kind)
     if kind == "tsne":
         attract = jnp.sum(p * jnp.log1p(d))
     else:
@@ -163,13 +167,7 @@ def lambda_min_lanczos(x, p, kind: str, lam: float = 1.0, wneg=None, alpha: floa
 
 def value_and_grad(x, p, kind: str, lam: float = 1.0, wneg=None, alpha: float = 1.0):
     """``(E, grad)`` from one evaluation of the weights (dense)."""
-    x, p = jnp.asarray(x), jnp.asarray(p)
-    _check_kind(kind)
-    _check_xp(x, p)
-    n = x.shape[0]
-    d = sq_distances(x)
-    off = _offdiag(n, x.dtype)
-    k = kernel(kind, d) * off
+    x, p, n, d, k = _pairwise(x, p, kind)
     if kind == "ee":
         w = 1.0 / n**2 if wneg is None else wneg
         e = alpha * jnp.sum(p * d) + lam * jnp.sum(w * k)
