@@ -9,6 +9,8 @@ dark-mode screenshots are saved under ``_build/screenshots/`` as test artifacts.
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,7 +24,9 @@ REPO = urlparse(CONFIG["repository"]["url"]).path.strip("/")
 BRANCH = CONFIG["repository"]["branch"]
 
 
-def open_page(browser, base_url, page_path, color_scheme="light"):
+@contextlib.contextmanager
+def opened(browser, base_url, page_path, color_scheme="light"):
+    """Open a page, collecting errors from our own assets; yield ``(page, problems)``, then close it."""
     page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme=color_scheme)
     problems = []
 
@@ -39,13 +43,15 @@ def open_page(browser, base_url, page_path, color_scheme="light"):
     page.on("requestfailed", on_failed)
     page.goto(f"{base_url}/{page_path}.html", wait_until="load")
     own = [p for p in problems if base_url in p or p.startswith(("page error", "failed request"))]
-    return page, own
+    try:
+        yield page, own
+    finally:
+        page.close()
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_page_loads_cleanly_with_figures_and_no_errors(browser, base_url, artifacts, nb):
-    page, problems = open_page(browser, base_url, nb.as_posix())
-    try:
+    with opened(browser, base_url, nb.as_posix()) as (page, problems):
         assert not problems, problems
         assert page.locator("main h1").count() >= 1
         # no error output in any cell
@@ -71,30 +77,24 @@ def test_page_loads_cleanly_with_figures_and_no_errors(browser, base_url, artifa
             assert s["w"] > 10 and s["h"] > 10, s
             assert s["alpha"] == 255, f"figure background is transparent (unreadable in dark mode): {s['src']}"
         page.screenshot(path=str(artifacts / f"{nb.name}-light.png"), full_page=False)
-    finally:
-        page.close()
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_dark_mode_screenshot(browser, base_url, artifacts, nb):
-    page, _ = open_page(browser, base_url, nb.as_posix(), color_scheme="dark")
-    try:
+    with opened(browser, base_url, nb.as_posix(), color_scheme="dark") as (page, _):
         page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; document.documentElement.dataset.mode = 'dark'; }")
         bg = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
         # the theme really switched: a dark body background
         rgb = [int(v) for v in bg[bg.index("(") + 1: bg.index(")")].split(",")[:3]]
         assert sum(rgb) < 3 * 100, f"dark mode not applied: body background {bg}"
         page.screenshot(path=str(artifacts / f"{nb.name}-dark.png"), full_page=False)
-    finally:
-        page.close()
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_frame_players_respond_to_input(browser, base_url, nb):
-    page, _ = open_page(browser, base_url, nb.as_posix())
-    try:
+    with opened(browser, base_url, nb.as_posix()) as (page, _):
         players = page.locator(".animation")
-        if nb.name != "intro" and nb.name.split("-")[0].isdigit() or nb.name == "getting-started":
+        if nb.name.split("-")[0].isdigit() or nb.name == "getting-started":
             assert players.count() >= 1, "every chapter has a kernel-free interactive figure"
         for i in range(players.count()):
             player = players.nth(i)
@@ -107,18 +107,13 @@ def test_frame_players_respond_to_input(browser, base_url, nb):
             page.wait_for_timeout(100)
             after_last = img.get_attribute("src")
             assert before and after_last and (after_next != before or after_last != before), "the player did not change frame"
-    finally:
-        page.close()
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_launch_buttons_point_at_this_notebook(browser, base_url, nb):
-    page, _ = open_page(browser, base_url, nb.as_posix())
-    try:
+    with opened(browser, base_url, nb.as_posix()) as (page, _):
         hrefs = page.eval_on_selector_all(".dropdown-launch-buttons a", "els => els.map(e => e.href)")
         colab = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{nb.as_posix()}.ipynb"
         binder = f"https://mybinder.org/v2/gh/{REPO}/{BRANCH}?urlpath=tree/{nb.as_posix()}.ipynb"
         assert colab in hrefs, hrefs
         assert binder in hrefs, hrefs
-    finally:
-        page.close()
