@@ -89,6 +89,41 @@ def test_evaluate_summary_rank_matrix():
     np.testing.assert_allclose(R[0, 1], stats.spearman(acc["iid"], acc["shifted"]))
 
 
+def test_data_argument_equals_captured_data():
+    """batch_loss with data= (a jit argument) trains exactly like minibatch_loss (data in a closure)."""
+    x, y = toy_data()
+    tx = optax.adam(1e-2)
+    ki, kd = ensemble.seed_keys(KEY, 3)
+    ref_p, ref_h = ensemble.train_ensemble(init_fn, ensemble.minibatch_loss(apply_fn, x, y, 16), tx, ki, kd, 20)
+    arg_loss = ensemble.batch_loss(apply_fn, 16)
+    for vmapped in (True, False):
+        p, h = ensemble.train_ensemble(init_fn, arg_loss, tx, ki, kd, 20, vmapped=vmapped, chunks=2, data=(x, y))
+        np.testing.assert_allclose(h["loss"], ref_h["loss"], atol=1e-5)
+        np.testing.assert_allclose(h["accuracy"], ref_h["accuracy"], atol=1e-6)
+        np.testing.assert_allclose(np.asarray(p[0]["w"]), np.asarray(ref_p[0]["w"]), atol=1e-5)
+
+
+def test_batch_loss_augments_with_its_own_key():
+    x, y = toy_data(n=10)
+    seen = []
+
+    def fake_apply(p, xb):
+        seen.append(np.asarray(xb))
+        return jnp.zeros((xb.shape[0], 3))
+
+    aug_keys = []
+    augment = lambda k, xb: (aug_keys.append(np.asarray(k)), xb + 100.0)[1]
+    ensemble.batch_loss(fake_apply, 10, augment=augment)(None, KEY, (jnp.asarray(x), jnp.asarray(y)))
+    assert seen[-1].min() > 50 and len({tuple(r) for r in seen[-1]}) == 10
+    k_idx, k_aug = jax.random.split(KEY)
+    np.testing.assert_array_equal(aug_keys[0], np.asarray(k_aug))
+    loss_fn = ensemble.batch_loss(fake_apply, 20)
+    with pytest.raises(ValueError, match="exceeds"):
+        loss_fn(None, KEY, (jnp.asarray(x), jnp.asarray(y)))
+    with pytest.raises(ValueError, match="same first axis"):
+        loss_fn(None, KEY, (jnp.asarray(x), jnp.asarray(y[:5])))
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -99,6 +134,8 @@ def test_evaluate_summary_rank_matrix():
         (lambda: ensemble.train_ensemble(init_fn, None, optax.sgd(1), np.zeros((2, 2), np.uint32),
                                          np.zeros((3, 2), np.uint32), 5), "init_keys"),
         (lambda: ensemble.train_ensemble(init_fn, None, optax.sgd(1), *ensemble.seed_keys(KEY, 2), 5, chunks=2), "chunks"),
+        (lambda: ensemble.batch_loss(apply_fn, 0), "batch_size"),
+        (lambda: ensemble.batch_loss(apply_fn, 4, augment="flip"), "augment"),
         (lambda: ensemble.evaluate(apply_fn, None, {}), "at least one"),
         (lambda: ensemble.summary({"a": np.ones(1)}), ">= 2"),
     ],

@@ -11,6 +11,10 @@ resulting predictors on i.i.d. and stress-test data. This module does that:
   after the other (``vmapped=False``; better for conv nets on a GPU, where vmapped
   per-model convolutions batch poorly);
 * :func:`minibatch_loss` builds the loss of one random mini-batch per step;
+  :func:`batch_loss` does the same for data passed to :func:`train_ensemble` as
+  ``data=`` (a jit argument: large datasets such as CIFAR-10 must not be captured
+  in a closure, which would embed them in the compiled program as constants),
+  optionally with data augmentation;
 * :func:`evaluate` scores every member on a dict of test sets; :func:`summary`,
   :func:`format_summary` and :func:`rank_matrix` turn the scores into the
   mean/std/min/max table and the Spearman matrix of the seeds' rankings.
@@ -79,8 +83,37 @@ def minibatch_loss(apply_fn: Callable, x, y, batch_size: int) -> Callable:
     return loss_fn
 
 
+def batch_loss(apply_fn: Callable, batch_size: int, *, augment: Callable | None = None) -> Callable:
+    """Loss ``(params, key, (x, y)) -> (loss, {"accuracy": acc})`` for :func:`train_ensemble`'s ``data=``.
+
+    As :func:`minibatch_loss`, but the training set arrives as an argument. With
+    ``augment`` (``(key, x_batch) -> x_batch``, e.g.
+    :func:`jaxpapers.resnet.random_crop_flip`) the step's key is split into one
+    key for the batch indices and one for the augmentation.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if augment is not None and not callable(augment):
+        raise ValueError(f"augment must be a function (key, x) -> x or None, got {augment!r}")
+
+    def loss_fn(params, key, data):
+        x, y = data
+        if x.shape[0] != y.shape[0] or y.ndim != 1:
+            raise ValueError(f"x and y must have the same first axis and y must be 1-D, got {x.shape}, {y.shape}")
+        if batch_size > x.shape[0]:
+            raise ValueError(f"batch_size={batch_size} exceeds the {x.shape[0]} training examples")
+        k_idx, k_aug = jax.random.split(key) if augment is not None else (key, None)
+        idx = jax.random.choice(k_idx, x.shape[0], (batch_size,), replace=False)
+        xb = x[idx] if augment is None else augment(k_aug, x[idx])
+        logits = apply_fn(params, xb)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
+        return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == y[idx])}
+
+    return loss_fn
+
+
 def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTransformation, init_keys, data_keys,
-                   steps: int, *, vmapped: bool = True, chunks: int = 1, progress: bool = False):
+                   steps: int, *, vmapped: bool = True, chunks: int = 1, progress: bool = False, data=None):
     """Train one model per key pair; return ``(params, history)`` stacked over members.
 
     Args:
@@ -93,6 +126,9 @@ def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTrans
             with one compiled function).
         chunks: cut the run into this many ``lax.scan`` calls (for a progress bar).
         progress: show a ``tqdm`` bar.
+        data: optional pytree of arrays (e.g. ``(x_train, y_train)``), put on the
+            device once and passed to every member's ``loss_fn(params, key, data)``
+            as an argument of the compiled function (see :func:`batch_loss`).
 
     Returns:
         ``params`` with a leading member axis ``S`` on every leaf, and ``history``:
@@ -106,11 +142,16 @@ def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTrans
     if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1 or steps % chunks:
         raise ValueError(f"chunks must be a positive divisor of steps={steps}, got {chunks!r}")
     make = lambda ki, kd: train.init_state(init_fn(ki), tx, kd)
-    run = lambda s: train.scan_fit(loss_fn, tx, s, steps // chunks)
     S = init_keys.shape[0]
+    if data is None:
+        run = lambda s: train.scan_fit(loss_fn, tx, s, steps // chunks)
+        args = ()
+    else:
+        run = lambda s, d: train.scan_fit(lambda p, k: loss_fn(p, k, d), tx, s, steps // chunks)
+        args = (jax.device_put(jax.tree_util.tree_map(jnp.asarray, data)),)
     if vmapped:
         states = [jax.jit(jax.vmap(make))(init_keys, data_keys)]
-        run_all = jax.jit(jax.vmap(run))
+        run_all = jax.jit(jax.vmap(run, in_axes=(0,) + (None,) * len(args)))
     else:
         make_j = jax.jit(make)
         states = [make_j(init_keys[s], data_keys[s]) for s in range(S)]
@@ -123,7 +164,7 @@ def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTrans
     hists = [[] for _ in states]
     for _ in it:
         for m, st in enumerate(states):
-            states[m], h = run_all(st)
+            states[m], h = run_all(st, *args)
             hists[m].append(jax.device_get(h))
     history = {k: np.concatenate([np.asarray(h[k]) for h in hists[0]], axis=-1) for k in hists[0][0]}
     if vmapped:
