@@ -4,7 +4,8 @@
 Arrays come back as float32 images scaled to [0, 1] and int32 labels.
 
 Large files are parsed once and cached as ``.npz`` under :func:`cache_dir`
-(``$JAXPAPERS_CACHE``, default ``~/.cache/jaxpapers``).
+(``$JAXPAPERS_CACHE``, default ``~/.cache/jaxpapers``). The CIFAR loaders are the
+exception for full mode: they download the official tarballs once into that directory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ LOADERS = {
     "mnist5k": "jaxpapers.data.images:load_mnist5k",
     "mnist1d": "jaxpapers.data.mnist1d:make_dataset",  # signals (n, 40), not images
     "animals": "jaxpapers.data.animals:load_animals",
+    # full mode only: downloaded once (MD5-checked), (x_train, y_train, x_test, y_test)
+    "mnist": "jaxpapers.data.idx:load_mnist",
+    "fashion_mnist": "jaxpapers.data.idx:load_fashion_mnist",
+    "kmnist": "jaxpapers.data.idx:load_kmnist",
+    # full mode only: official python tarballs, downloaded once, cached as .npz (jaxpapers.data.cifar)
+    "cifar10": "jaxpapers.data.cifar:load_cifar",
+    "cifar100": "jaxpapers.data.cifar:load_cifar100",
 }
 
 
