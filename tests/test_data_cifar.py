@@ -111,7 +111,6 @@ def _no_network(*args, **kwargs):
 
 def test_load_cifar_uses_cached_tarball_then_npz(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXPAPERS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(urllib.request, "urlretrieve", _no_network)
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     tar = data.cache_dir() / "cifar-10-python.tar.gz"
     assert cifar.tarball_path() == tar
@@ -132,7 +131,7 @@ def test_load_cifar_uses_cached_tarball_then_npz(tmp_path, monkeypatch):
 
 def test_load_cifar_reads_a_float_npz(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXPAPERS_CACHE", str(tmp_path))
-    monkeypatch.setattr(urllib.request, "urlretrieve", _no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     x = np.random.default_rng(0).random((5, 32, 32, 3)).astype(np.float32)
     np.savez(tmp_path / "cifar100.npz", x_train=x, y_train=np.arange(5), x_test=x[:2], y_test=np.arange(2))
     x_train, y_train, x_test, y_test = cifar.load_cifar("cifar100")
@@ -143,20 +142,19 @@ def test_load_cifar_reads_a_float_npz(tmp_path, monkeypatch):
 def test_download_checks_md5_and_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXPAPERS_CACHE", str(tmp_path))
 
-    def fake_retrieve(url, filename):
+    def fake_urlopen(url, timeout=None):
         assert url == cifar.URLS["cifar10"]
-        with open(filename, "wb") as f:
-            f.write(b"not the real archive")
+        return io.BytesIO(b"not the real archive")
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", fake_retrieve)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     with pytest.raises(OSError, match="MD5"):
         cifar.load_cifar("cifar10")
     assert list(tmp_path.iterdir()) == []
 
-    def offline(url, filename):
+    def offline(url, timeout=None):
         raise urllib.error.URLError("offline")
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(OSError):
         data.load("cifar10")
     assert list(tmp_path.iterdir()) == []

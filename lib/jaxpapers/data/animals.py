@@ -14,13 +14,13 @@ giraffe, horse, sheep, zebra; 1,000 images each.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.resources
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from jaxpapers.data.fetch import digest
 from jaxpapers.data.images import load_cached
 
 PACKAGE = "animal_shape_mnist"
@@ -53,11 +53,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return digest(path, "sha256")
 
 
 def read_array_pickle(path: str | Path, expected_sha256: str | None = None) -> np.ndarray:

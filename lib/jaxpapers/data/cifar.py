@@ -19,15 +19,13 @@ archive, never extracted, with an unpickler that only rebuilds NumPy arrays.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from jaxpapers.data import cache_dir
+from jaxpapers.data import cache_dir, fetch
 from jaxpapers.data.animals import _ArrayUnpickler
 
 URLS = {
@@ -117,15 +115,6 @@ def parse_cifar_tar(path: str | Path, name: str = "cifar10"):
     return _as_float(_parse_uint8(path, name))
 
 
-def md5(path: str | Path) -> str:
-    """Hex MD5 of a file (the checksum the CIFAR page publishes)."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tarball_path(name: str = "cifar10") -> Path:
     """Where :func:`load_cifar` keeps (or finds) the tarball: ``cache_dir() / <official file name>``."""
     _check_name(name)
@@ -135,8 +124,9 @@ def tarball_path(name: str = "cifar10") -> Path:
 def download(name: str = "cifar10") -> Path:
     """Download the official tarball into :func:`cache_dir` unless it is there; return its path.
 
-    Writes to a temporary name and renames after the MD5 matches, so an
-    interrupted download never leaves a truncated tarball under the real name.
+    :func:`jaxpapers.data.fetch.download` writes to a temporary name and renames
+    after the MD5 matches, so an interrupted download never leaves a truncated
+    tarball under the real name.
 
     Raises:
         OSError: the download failed (``urllib.error.URLError`` is an ``OSError``)
@@ -145,16 +135,7 @@ def download(name: str = "cifar10") -> Path:
     path = tarball_path(name)
     if path.exists():
         return path
-    tmp = path.with_name(path.name + ".part")
-    try:
-        urllib.request.urlretrieve(URLS[name], tmp)
-        got = md5(tmp)
-        if got != MD5[name]:
-            raise OSError(f"{URLS[name]}: MD5 {got} differs from the published {MD5[name]}")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return fetch.download([URLS[name]], path, MD5[name])
 
 
 def load_cifar(name: str = "cifar10"):

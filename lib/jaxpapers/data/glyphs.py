@@ -237,12 +237,11 @@ def load_omniglot(size: int = 28, urls=OMNIGLOT_URLS):
 
     Downloads the two zips once, parses them with :func:`parse_omniglot_zip` and
     caches the result as ``omniglot<size>.npz`` under :func:`jaxpapers.data.cache_dir`.
-    Raises ``OSError`` (or ``urllib`` errors) when offline: callers fall back to
+    Raises ``OSError`` when offline: callers fall back to
     :func:`make_glyphs`.
     """
-    import urllib.request
-
     from jaxpapers.data import cache_dir
+    from jaxpapers.data.fetch import download
 
     _positive_int("size", size)
     path = cache_dir() / f"omniglot{size}.npz"
@@ -253,9 +252,7 @@ def load_omniglot(size: int = 28, urls=OMNIGLOT_URLS):
     for url in urls:
         local = cache_dir() / url.rsplit("/", 1)[1]
         if not local.exists():
-            tmp = local.with_suffix(".part")
-            urllib.request.urlretrieve(url, tmp)
-            tmp.replace(local)
+            download([url], local, None)  # the Omniglot repository publishes no checksums
         parts.append(parse_omniglot_zip(local, size))
     n = min(p.shape[1] for p in parts)
     images = np.concatenate([p[:, :n] for p in parts])

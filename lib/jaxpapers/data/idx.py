@@ -23,14 +23,13 @@ torchvision also uses); the parsed arrays are cached as ``<cache_dir>/<name>.npz
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from jaxpapers.data import cache_dir
+from jaxpapers.data.fetch import download, md5  # noqa: F401  (md5: re-exported for callers and tests)
 
 #: IDX type code (third magic byte) -> big-endian NumPy dtype.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -128,47 +127,6 @@ def parse_mnist_family(train_images, train_labels, test_images, test_labels):
             raise ValueError(f"{split} labels must lie in 0..9, got a maximum of {labels.max()}")
         out += [images.astype(np.float32) / 255.0, labels.astype(np.int32)]
     return tuple(out)
-
-
-def md5(path: str | Path) -> str:
-    """Hex MD5 of a file (an integrity check against the published checksums, not security)."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def download(urls, dest: str | Path, expected_md5: str, *, timeout: float = 60.0) -> Path:
-    """Fetch the first URL of ``urls`` that works into ``dest`` and check its MD5.
-
-    The file is written to ``dest`` + ``.part`` and renamed only once complete and
-    verified, so an interrupted download never leaves a half file behind.
-
-    Raises:
-        OSError: every URL failed (the message lists why) or gave the wrong MD5.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    errors = []
-    for url in urls:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    f.write(chunk)
-        except OSError as err:  # URLError, HTTPError, timeouts are all OSErrors
-            errors.append(f"{url}: {err}")
-            continue
-        got = md5(tmp)
-        if got != expected_md5:
-            errors.append(f"{url}: MD5 {got} != expected {expected_md5}")
-            tmp.unlink(missing_ok=True)
-            continue
-        os.replace(tmp, dest)
-        return dest
-    tmp.unlink(missing_ok=True)
-    raise OSError(f"could not download {dest.name} from {len(errors)} mirror(s): " + "; ".join(errors))
 
 
 def load_mnist_family(name: str, *, allow_download: bool = True):
