@@ -211,6 +211,24 @@ def scale_directions(dirs, w_out, active, scale=0.5):
 
 
 # --------------------------------------------------------------------------- growth
+def write_slots(a, values, axis: int, active):
+    """``a`` with ``values`` written at positions ``active … active+k-1`` along ``axis``.
+
+    ``values`` has ``a``'s shape except ``k`` along ``axis``. ``active`` may be traced
+    (``lax.dynamic_update_slice``): growing inside ``jit``/``scan``/``vmap`` never recompiles.
+    """
+    start = [jnp.zeros((), jnp.int32)] * a.ndim
+    start[axis] = jnp.asarray(active, jnp.int32)
+    return lax.dynamic_update_slice(a, values.astype(a.dtype), start)
+
+
+def read_slots(a, axis: int, active, k: int):
+    """Positions ``active … active+k-1`` of ``a`` along ``axis`` (``active`` may be traced)."""
+    start = [jnp.zeros((), jnp.int32)] * a.ndim
+    start[axis] = jnp.asarray(active, jnp.int32)
+    return lax.dynamic_slice(a, start, a.shape[:axis] + (k,) + a.shape[axis + 1:])
+
+
 def grow_dense(params, active, out_rows, in_cols=None):
     """Write ``k`` new neurons into the padded slots ``active … active+k-1``.
 
@@ -232,16 +250,14 @@ def grow_dense(params, active, out_rows, in_cols=None):
     k = out_rows.shape[0]
     if k > w2.shape[0]:
         raise ValueError(f"cannot grow {k} neurons into a padded width of {w2.shape[0]}")
-    active = jnp.asarray(active, jnp.int32)
-    zero = jnp.zeros((), jnp.int32)
     new = dict(params)
-    new["w2"] = lax.dynamic_update_slice(w2, out_rows.astype(w2.dtype), (active, zero))
+    new["w2"] = write_slots(w2, out_rows, 0, active)
     if in_cols is not None:
         in_cols = jnp.asarray(in_cols)
         if in_cols.shape != (w1.shape[0], k):
             raise ValueError(f"in_cols must be (d_in={w1.shape[0]}, k={k}), got shape {in_cols.shape}")
-        new["w1"] = lax.dynamic_update_slice(w1, in_cols.astype(w1.dtype), (zero, active))
-    return new, active + k
+        new["w1"] = write_slots(w1, in_cols, 1, active)
+    return new, jnp.asarray(active, jnp.int32) + k
 
 
 def slot_grad_norm(grad_w1, active, k: int):
@@ -254,5 +270,4 @@ def slot_grad_norm(grad_w1, active, k: int):
         raise ValueError(f"grad_w1 must be (d_in, H), got shape {grad_w1.shape}")
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= grad_w1.shape[1]:
         raise ValueError(f"k must be an integer in 1..{grad_w1.shape[1]}, got {k!r}")
-    cols = lax.dynamic_slice(grad_w1, (0, jnp.asarray(active, jnp.int32)), (grad_w1.shape[0], k))
-    return jnp.linalg.norm(cols)
+    return jnp.linalg.norm(read_slots(grad_w1, 1, active, k))

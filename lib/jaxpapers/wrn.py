@@ -1,0 +1,219 @@
+"""A growable Wide ResNet (WRN-depth-k) for 32×32 images, as grown by GradMax :cite:`evci2022gradmax`.
+
+Architecture: the pre-activation WRN of Zagoruyko & Komodakis (2016). A 3×3 stem
+conv to 16 channels, three stages of ``n = (depth - 4) / 6`` residual blocks with
+widths ``16k, 32k, 64k`` (``k = widen``; the first block of stages 2 and 3 has
+stride 2 and a 1×1 projection shortcut), a final BN-ReLU, global average pooling
+and a dense head. ``depth=28, widen=1`` is WRN-28-1 (12 blocks).
+
+Block ``b``: ``o = relu(BN(x))``; ``z = conv2(relu1(conv1(o, stride)))``;
+``out = shortcut(o or x) + z``. As in the authors' growth configs, the **inner**
+width (``conv1``'s output channels = ``conv2``'s input channels) is the grown one,
+starts at ``grow_from`` × the block width and has **no normalisation** between
+the two convs, only ``relu1`` (derivative 1 at 0), so zero-incoming-kernel growth
+preserves the function exactly and eq. (C1) of :mod:`jaxpapers.growth_conv` is the
+exact growth matrix. Parameters are padded to the final inner width; ``active``
+(``(n_blocks,)`` int32) holds the current widths.
+
+**Batch norm uses batch statistics** in training (pure functions: no running
+averages to thread through ``scan``/``vmap``). The grown channels never pass
+through a BN layer, so growth leaves every BN statistic, and the loss, unchanged.
+For evaluation, :func:`population_stats` averages the batch statistics of a few
+training batches (a "precise BN" estimate) and ``wrn_apply(..., stats=...)`` uses
+them, so a test prediction does not depend on the rest of its batch.
+Convolutions: ``jax.lax.conv_general_dilated``, ``NHWC`` images, ``HWIO`` kernels.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpapers import growth, growth_conv, resnet
+
+__all__ = ["wrn_layout", "init_wrn", "wrn_forward", "wrn_apply", "population_stats",
+           "wrn_gradient_matrices", "wrn_grow"]
+
+BN_EPS = 1e-5
+
+
+def wrn_layout(depth: int = 28, widen: int = 1):
+    """Static layout: ``(in_channels, out_channels, stride)`` of every residual block.
+
+    Raises:
+        ValueError: ``depth`` not of the form ``6n + 4`` with ``n ≥ 1``, or ``widen < 1``.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, …), got {depth!r}")
+    if isinstance(widen, bool) or not isinstance(widen, (int, np.integer)) or widen < 1:
+        raise ValueError(f"widen must be a positive integer, got {widen!r}")
+    n = (depth - 4) // 6
+    blocks, c_in = [], 16
+    for s, w in enumerate((16 * widen, 32 * widen, 64 * widen)):
+        for i in range(n):
+            blocks.append((c_in, w, 2 if (s > 0 and i == 0) else 1))
+            c_in = w
+    return tuple(blocks)
+
+
+def _layout_of(params):
+    """Recover the static layout from parameter shapes (strides: first block of stages 2, 3)."""
+    n = len(params["blocks"]) // 3
+    return tuple((b["conv1"].shape[2], b["conv2"].shape[3], 2 if (i % n == 0 and i > 0) else 1)
+                 for i, b in enumerate(params["blocks"]))
+
+
+def init_wrn(key, depth: int = 28, widen: int = 1, num_classes: int = 10, grow_from: float = 1.0,
+             in_channels: int = 3, dtype=jnp.float32):
+    """Parameters of a WRN-``depth``-``widen`` whose inner widths start at ``grow_from`` × the block width.
+
+    He-normal conv kernels (fan-in of the *active* layer), zero padded slots, BN
+    ``γ = 1, β = 0``, Glorot-uniform head, zero head bias. ``grow_from=0.25`` is the
+    authors' start; ``1.0`` is the full-size network.
+
+    Returns:
+        ``(params, active)``: ``params = {"stem": (3, 3, in_channels, 16), "blocks": [{"bn_g", "bn_b":
+        (C_in,), "conv1": (3, 3, C_in, W), "conv2": (3, 3, W, W), "proj": (1, 1, C_in, W) when the
+        shape changes}, …], "bn_g", "bn_b": (64k,), "head_w": (64k, classes), "head_b": (classes,)}``;
+        ``active: (n_blocks,) int32``.
+
+    Raises:
+        ValueError: bad depth/widen/classes, or ``grow_from`` that does not give a whole
+            number of channels between 1 and the block width for every block.
+    """
+    layout = wrn_layout(depth, widen)
+    for name, v in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    starts = [grow_from * w for _, w, _ in layout]
+    if not all(abs(s - round(s)) < 1e-9 and 1 <= round(s) <= w for s, (_, w, _) in zip(starts, layout)):
+        raise ValueError(f"grow_from={grow_from!r} must give whole inner widths in 1..width for widths "
+                         f"{sorted({w for _, w, _ in layout})}")
+    active = np.array([round(s) for s in starts], np.int32)
+    keys = iter(jax.random.split(key, 3 * len(layout) + 2))
+
+    def he(k, shape, fan_in):
+        return jax.random.normal(k, shape, dtype) * np.sqrt(2.0 / fan_in)
+
+    params = {"stem": he(next(keys), (3, 3, in_channels, 16), 9 * in_channels), "blocks": []}
+    for (c_in, w, stride), a in zip(layout, active):
+        mask = (jnp.arange(w) < a).astype(dtype)
+        blk = {"bn_g": jnp.ones((c_in,), dtype), "bn_b": jnp.zeros((c_in,), dtype),
+               "conv1": he(next(keys), (3, 3, c_in, w), 9 * c_in) * mask,
+               "conv2": he(next(keys), (3, 3, w, w), 9 * int(a)) * mask[:, None]}
+        k_proj = next(keys)
+        if c_in != w or stride != 1:
+            blk["proj"] = he(k_proj, (1, 1, c_in, w), c_in)
+        params["blocks"].append(blk)
+    c_last = layout[-1][1]
+    lim = np.sqrt(6.0 / (c_last + num_classes))
+    params.update(bn_g=jnp.ones((c_last,), dtype), bn_b=jnp.zeros((c_last,), dtype),
+                  head_w=jax.random.uniform(next(keys), (c_last, num_classes), dtype, -lim, lim),
+                  head_b=jnp.zeros((num_classes,), dtype))
+    return params, jnp.asarray(active)
+
+
+def _bn(x, g, b, stats):
+    """Batch norm with this batch's statistics (``stats=None``) or the given ``(mean, var)``."""
+    y, s = resnet.batch_norm(x, g, b, None if stats is None else {"mean": stats[0], "var": stats[1]}, BN_EPS)
+    return y, (s["mean"], s["var"])
+
+
+def wrn_forward(params, x, stats=None, probes=None):
+    """Forward pass with the intermediates GradMax needs.
+
+    Args:
+        params: from :func:`init_wrn`.
+        x: ``(B, 32, 32, C)`` images (any square size divisible by 4 works).
+        stats: ``None`` (batch statistics) or a list of ``(mean, var)`` per BN layer
+            (block order, then the final BN), e.g. from :func:`population_stats`.
+        probes: ``None`` or one array per block, added to the block's ``conv2``
+            output ``z`` (zeros: their gradient is ``δ = ∂L/∂z``).
+
+    Returns:
+        ``(logits (B, classes), aux)`` with ``aux["bn"]`` the statistics used,
+        ``aux["inner_in"]`` the input of each block's ``conv1`` and ``aux["inner_out"]``
+        each block's ``z`` (before the probe).
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 4 or x.shape[-1] != params["stem"].shape[2]:
+        raise ValueError(f"x must be (B, H, W, {params['stem'].shape[2]}), got shape {x.shape}")
+    layout = _layout_of(params)
+    used, inner_in, inner_out = [], [], []
+    st = iter(stats) if stats is not None else None
+    h = growth_conv.conv2d(x, params["stem"])
+    for b, ((c_in, w, stride), blk) in enumerate(zip(layout, params["blocks"])):
+        o, s = _bn(h, blk["bn_g"], blk["bn_b"], None if st is None else next(st))
+        o = jax.nn.relu(o)
+        used.append(s)
+        inner_in.append(o)
+        z = growth_conv.conv2d(growth.relu1(growth_conv.conv2d(o, blk["conv1"], stride)), blk["conv2"])
+        inner_out.append(z)
+        if probes is not None:
+            z = z + probes[b]
+        short = growth_conv.conv2d(o, blk["proj"], stride) if "proj" in blk else h
+        h = short + z
+    o, s = _bn(h, params["bn_g"], params["bn_b"], None if st is None else next(st))
+    used.append(s)
+    feat = jnp.mean(jax.nn.relu(o), axis=(1, 2))
+    return feat @ params["head_w"] + params["head_b"], {"bn": used, "inner_in": inner_in, "inner_out": inner_out}
+
+
+def wrn_apply(params, x, stats=None):
+    """Logits ``(B, classes)`` of images ``x: (B, H, W, C)`` (see :func:`wrn_forward`)."""
+    return wrn_forward(params, x, stats)[0]
+
+
+def population_stats(params, xs):
+    """BN statistics averaged over batches ``xs: (n_batches, B, H, W, C)`` (batch-statistics forward).
+
+    Per layer: the mean of the batch means and ``mean(var + mean²) - mean²``; with one
+    batch these are that batch's statistics. Returns a list of ``(mean, var)``.
+    """
+    xs = jnp.asarray(xs)
+    if xs.ndim != 5:
+        raise ValueError(f"xs must be (n_batches, B, H, W, C), got shape {xs.shape}")
+    per = jax.lax.map(lambda xb: [(m, v + m * m) for m, v in wrn_forward(params, xb)[1]["bn"]], xs)
+    return [(m.mean(0), (sq.mean(0) - jnp.square(m.mean(0)))) for m, sq in per]
+
+
+def wrn_gradient_matrices(params, x, loss_of_logits):
+    """Exact GradMax matrix of every block's inner conv pair on one batch (eq. C1).
+
+    ``loss_of_logits(logits) -> scalar`` (e.g. mean cross-entropy of the growth batch).
+    One forward and one backward pass give every block's ``δ`` (the gradient of a zero
+    probe added to ``z``) and ``conv1`` input; all blocks see the same parameters, as
+    in the authors' all-at-once growth. Returns a list of ``(9 C_in, 9 W)`` matrices.
+    """
+    if not callable(loss_of_logits):
+        raise ValueError("loss_of_logits must be callable")
+    layout = _layout_of(params)
+    shapes = jax.eval_shape(lambda: wrn_forward(params, x)[1]["inner_out"])
+    probes = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+
+    def f(pr):
+        logits, aux = wrn_forward(params, x, probes=pr)
+        return loss_of_logits(logits), aux["inner_in"]
+
+    deltas, ins = jax.grad(f, has_aux=True)(probes)
+    return [growth_conv.conv_gradient_matrix(xi, d, 3, 3, stride)
+            for xi, d, (_, _, stride) in zip(ins, deltas, layout)]
+
+
+def wrn_grow(params, active, out_kernels):
+    """Grow every block: ``out_kernels[b]: (k_b, 3, 3, W_b)`` written into slots ``active[b] …``.
+
+    Incoming kernels stay zero (function-preserving). ``active: (n_blocks,)`` may be
+    traced; returns ``(params, active + k)``. Every block needs ``k_b ≥ 1`` (to leave a
+    block unchanged, select the old parameters afterwards, e.g. with ``jnp.where``).
+    """
+    if len(out_kernels) != len(params["blocks"]):
+        raise ValueError(f"need one out_kernels array per block ({len(params['blocks'])}), got {len(out_kernels)}")
+    active = jnp.asarray(active, jnp.int32)
+    blocks, new_active = [], []
+    for b, (blk, ker) in enumerate(zip(params["blocks"], out_kernels)):
+        nb, a = growth_conv.grow_conv(blk, active[b], ker, w_in="conv1", w_out="conv2")
+        blocks.append(nb)
+        new_active.append(a)
+    return dict(params, blocks=blocks), jnp.stack(new_active)
