@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use("Agg")
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from jaxpapers import notebook
@@ -57,3 +58,19 @@ def test_glue_without_myst_nb_is_a_noop(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_myst)
     notebook.glue("value", 1.0)  # must not raise (Colab has no myst-nb)
+
+
+def test_glue_stores_numpy_and_jax_scalars_as_python_numbers(monkeypatch):
+    import jax.numpy as jnp
+    import myst_nb
+
+    stored = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: stored.__setitem__(name, value))
+    notebook.glue("a", np.float64(0.25))
+    notebook.glue("b", jnp.float32(1.5))
+    notebook.glue("c", np.int64(3))
+    notebook.glue("d", np.arange(3))  # arrays stay arrays
+    assert type(stored["a"]) is float and stored["a"] == 0.25 and repr(stored["a"]) == "0.25"
+    assert type(stored["b"]) is float and stored["b"] == 1.5
+    assert type(stored["c"]) is int and stored["c"] == 3
+    assert isinstance(stored["d"], np.ndarray)

@@ -15,10 +15,26 @@ from typing import Callable
 import matplotlib.pyplot as plt
 
 
+def _plain(value):
+    """NumPy / JAX scalars (0-d arrays included) as Python numbers, anything else unchanged.
+
+    myst-nb formats ``{glue:text}`name:.3f``` from the value's ``text/plain`` repr, and
+    NumPy 2 writes ``np.float64(0.5)`` there, which no format spec can parse.
+    """
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
 def glue(name: str, value, display: bool = False) -> None:
-    """Make ``value`` referable as ``name`` from the page's markdown (myst-nb), when available."""
+    """Make ``value`` referable as ``name`` from the page's markdown (myst-nb), when available.
+
+    NumPy and JAX scalars are stored as Python numbers, so format specs such as
+    ``:.3f`` work on them.
+    """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Python identifier-like string, got {name!r}")
+    value = _plain(value)
     try:
         from myst_nb import glue as _glue
     except ImportError:  # Colab / plain Jupyter: nothing to glue into
