@@ -61,11 +61,14 @@ def test_glue_without_myst_nb_is_a_noop(monkeypatch):
 
 
 def test_glue_stores_numpy_and_jax_scalars_as_python_numbers(monkeypatch):
-    import jax.numpy as jnp
-    import myst_nb
+    import sys
+    import types
 
-    stored = {}
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: stored.__setitem__(name, value))
+    import jax.numpy as jnp
+
+    stored = {}  # a stand-in for myst-nb (not installed in the unit-test-only environment)
+    fake = types.SimpleNamespace(glue=lambda name, value, display=False: stored.__setitem__(name, value))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
     notebook.glue("a", np.float64(0.25))
     notebook.glue("b", jnp.float32(1.5))
     notebook.glue("c", np.int64(3))
