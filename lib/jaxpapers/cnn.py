@@ -23,14 +23,10 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxpapers._validate import positive_int as _pos_int
 
 HEADS = ("flatten", "gap")
-
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
 def im2col(x: jax.Array, kernel_size: int) -> jax.Array:

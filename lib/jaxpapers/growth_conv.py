@@ -42,6 +42,7 @@ import numpy as np
 from jax import lax
 
 from jaxpapers import growth, resnet
+from jaxpapers._validate import positive_int as _pos_int
 
 __all__ = [
     "conv2d", "conv_patches", "conv_gradient_matrix", "combined_kernel_gradient_matrix",
@@ -53,11 +54,6 @@ __all__ = [
 def _odd_k(name, k):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
         raise ValueError(f"{name} must be a positive odd integer, got {k!r}")
-
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _out_size(n, k, stride):

@@ -39,13 +39,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxpapers import attention
+from jaxpapers._validate import positive_int as _pos_int
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _check_tokens(tokens, n_context, d_x=None):

@@ -37,10 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+from jaxpapers._validate import positive_int as _pos_int
 
 
 def conv2d(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:

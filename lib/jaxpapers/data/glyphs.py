@@ -29,10 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+from jaxpapers._validate import positive_int as _positive_int
 
 
 def class_strokes(key: jax.Array, n_classes: int, n_strokes: int = 3) -> jax.Array:

@@ -23,12 +23,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxpapers._validate import positive_int as _pos_int
+
 OOD_FAMILIES = ("input_range", "target_scale")
-
-
-def _pos_int(name: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _pos_float(name: str, v) -> None:
