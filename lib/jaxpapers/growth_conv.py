@@ -52,7 +52,8 @@ __all__ = [
 
 
 def _odd_k(name, k):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
+    _pos_int(name, k)
+    if k % 2 == 0:
         raise ValueError(f"{name} must be a positive odd integer, got {k!r}")
 
 
