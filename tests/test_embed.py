@@ -44,6 +44,21 @@ def _naive_objective(x, p, kind, lam, wneg=None):
     return att + lam * (rep if kind == "ee" else np.log(rep))
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_sq_distances_match_loops_and_blocked_shapes(d):
+    x = np.random.default_rng(d).normal(size=(7, d)).astype(np.float32)
+    ref = np.array([[np.sum((x[i] - x[j]) ** 2) for j in range(7)] for i in range(7)])
+    out = embed.sq_distances(jnp.asarray(x))
+    assert out.shape == (7, 7) and out.dtype == jnp.float32
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+    assert np.all(np.diag(np.asarray(out)) == 0)  # differences, not |a|^2 + |b|^2 - 2ab
+    # the same helper on (rows, neighbours, d) pairs: the sparse form's layout
+    idx = np.array([[1, 2], [0, 6], [3, 3], [5, 4], [0, 1], [2, 2], [6, 0]])
+    out_nb = embed._sq_dist(jnp.asarray(x), jnp.asarray(x)[idx])
+    assert out_nb.shape == (7, 2)
+    np.testing.assert_allclose(out_nb, ref[np.arange(7)[:, None], idx], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_objective_matches_naive_loops(kind):
     x, p = _problem(n=15)
