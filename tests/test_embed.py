@@ -173,6 +173,23 @@ def test_optimisers_decrease_objective():
     assert float(jnp.abs(vg(xl)[1]).max()) < 1e-3
 
 
+def test_tsne_gd_energy_every_skips_only_the_objective():
+    x, p = _problem(n=60)
+    vg = embed.make_objective(jnp.asarray(p), "tsne")
+    x0 = 1e-3 * jax.random.normal(jax.random.PRNGKey(1), (60, 2))
+    cfg = embed.TSNEConfig(learning_rate=10.0, exaggeration_steps=40)
+    x_all, h_all = embed.tsne_gd(vg, x0, 103, cfg)
+    x_some, h_some = embed.tsne_gd(vg, x0, 103, cfg, energy_every=25)
+    h_all, h_some = np.asarray(h_all), np.asarray(h_some)
+    recorded = np.zeros(103, bool)
+    recorded[[0, 25, 50, 75, 100, 102]] = True
+    assert np.all(np.isnan(h_some) == ~recorded)
+    np.testing.assert_allclose(h_some[recorded], h_all[recorded], rtol=1e-5)
+    np.testing.assert_allclose(x_some, x_all, rtol=1e-4, atol=1e-6)  # the same iterates
+    with pytest.raises(ValueError, match="energy_every"):
+        embed.tsne_gd(vg, x0, 10, cfg, energy_every=0)
+
+
 def test_lbfgs_solves_a_quadratic_pytree():
     a = jnp.array([1.0, 10.0, 100.0])
     f = lambda p, c: jnp.sum(a * (p["u"] - c) ** 2) + jnp.sum(p["v"] ** 2)  # noqa: E731
