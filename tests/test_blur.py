@@ -196,3 +196,54 @@ def test_inner_loop_matches_repeated_steps():
         np.testing.assert_allclose(F, Fr, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="xs and ys"):
         blur.inner_loop(g, w0, xs, ys[:3])
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_genome_slices_partition_the_vector(k):
+    sl = blur.genome_slices(k)
+    assert list(sl) == list(blur.Genome._fields)
+    covered = np.concatenate([np.arange(blur.genome_size(k))[s] for s in sl.values()])
+    np.testing.assert_array_equal(covered, np.arange(blur.genome_size(k)))  # in order, no gap, no overlap
+    theta = jax.random.normal(jax.random.PRNGKey(k), (blur.genome_size(k),))
+    g = blur.genome_from_vector(theta, k)
+    for name in ("fwd", "bwd", "pre", "post"):
+        np.testing.assert_array_equal(np.asarray(getattr(g, name)).ravel(), np.asarray(theta[sl[name]]))
+    np.testing.assert_allclose(float(g.neuron_update), 1.0 + float(theta[sl["neuron_update"]][0]), rtol=1e-6)
+    np.testing.assert_allclose(float(g.synapse_update), 0.01 * float(theta[sl["synapse_update"]][0]), rtol=1e-6)
+    np.testing.assert_allclose(float(g.init_scale), np.exp(float(theta[sl["init_scale"]][0])), rtol=1e-6)
+
+
+def test_frozen_fields_keep_values_and_get_zero_meta_gradient():
+    k, sizes = 2, (2, 6, 1)
+    theta = blur.random_genome_vector(jax.random.PRNGKey(4), k)
+    x = jax.random.uniform(jax.random.PRNGKey(5), (8, 2), minval=-1, maxval=1)
+    y = jnp.sign(x[:, :1])
+
+    def loss(th, frozen):
+        g = blur.genome_from_vector(th, k, frozen=frozen)
+        w = blur.init_weights(jax.random.PRNGKey(6), sizes, k, g.init_scale)
+        w, _ = blur.inner_loop(g, w, jnp.stack([x, x]), jnp.stack([y, y]))
+        return jnp.mean((blur.predict(g, w, x) - y) ** 2)
+
+    frozen = ("neuron_update", "pre")
+    full, part = jax.grad(loss)(theta, ()), jax.grad(loss)(theta, frozen)
+    mask = np.zeros(theta.shape, bool)  # naive reference: the unfrozen gradient with frozen entries zeroed
+    mask[4 * k * k + 1] = True
+    mask[2 * k * k: 3 * k * k] = True
+    assert part.shape == theta.shape and part.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(part)[mask], 0.0)
+    np.testing.assert_allclose(np.asarray(part)[~mask], np.asarray(full)[~mask], rtol=1e-5, atol=1e-7)
+    assert np.abs(np.asarray(full)[mask]).max() > 0  # the frozen entries did have a gradient
+    assert float(loss(theta, frozen)) == float(loss(theta, ()))  # values unchanged
+    for a, b in zip(blur.genome_from_vector(theta, k, frozen=frozen), blur.genome_from_vector(theta, k)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_frozen_and_slices_bad_input():
+    theta = jnp.zeros(21)
+    with pytest.raises(ValueError, match="frozen"):
+        blur.genome_from_vector(theta, 2, frozen=("learning_rate",))
+    with pytest.raises(ValueError, match="frozen"):
+        blur.genome_from_vector(theta, 2, frozen="neuron_update")  # a bare string, not a tuple
+    with pytest.raises(ValueError, match="k must"):
+        blur.genome_slices(1)

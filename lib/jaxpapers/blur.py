@@ -301,18 +301,45 @@ def genome_size(k: int) -> int:
     return 4 * int(k) ** 2 + 5
 
 
-def genome_from_vector(theta, k: int, *, stabilised: bool = True) -> Genome:
-    """Decode a flat vector ``theta: (4k^2 + 5,)`` into a :class:`Genome`.
+def genome_slices(k: int) -> dict:
+    """Where each :class:`Genome` field lives in the flat vector: ``{name: slice}``.
+
+    Order: ``fwd, bwd, pre, post`` (``k^2`` entries each, row-major), then the
+    scalars ``neuron_keep, neuron_update, synapse_keep, synapse_update, init_scale``.
+    """
+    k = int(k)
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    out = {name: slice(i * k * k, (i + 1) * k * k) for i, name in enumerate(Genome._fields[:4])}
+    out.update({name: slice(4 * k * k + i, 4 * k * k + i + 1) for i, name in enumerate(Genome._fields[4:])})
+    return out
+
+
+def genome_from_vector(theta, k: int, *, stabilised: bool = True, frozen: tuple = ()) -> Genome:
+    """Decode a flat vector ``theta: (..., 4k^2 + 5)`` into a :class:`Genome`.
 
     ``stabilised=True`` (used by CMA-ES and stabilised gradient meta-training):
     keeps are ``sigmoid(theta + 4)`` (in (0, 1), ~0.98 at 0), the synapse update
     is ``0.01 * theta`` and the init scale ``exp(theta)``. ``stabilised=False``:
     the keeps are ``1 + theta`` (unbounded, the naive parametrisation).
+
+    ``frozen``: names of :class:`Genome` fields whose entries of ``theta`` pass
+    through ``stop_gradient`` (same values, zero meta-gradient), e.g.
+    ``("neuron_update",)``: ``nu_n`` only rescales ``U`` and ``V`` (eqs. 1, 3), so
+    freezing it removes a redundant direction without changing what the genome
+    can express.
     """
     k = int(k)
     theta = jnp.asarray(theta)
     if theta.shape[-1:] != (genome_size(k),):
         raise ValueError(f"theta must end in ({genome_size(k)},) for k = {k}, got {theta.shape}")
+    if isinstance(frozen, str) or any(name not in Genome._fields for name in frozen):
+        raise ValueError(f"frozen must be a tuple of Genome field names {Genome._fields}, got {frozen!r}")
+    if frozen:
+        mask = np.zeros(genome_size(k), bool)
+        for name in frozen:
+            mask[genome_slices(k)[name]] = True
+        theta = jnp.where(mask, jax.lax.stop_gradient(theta), theta)
     mats = theta[..., : 4 * k * k].reshape(theta.shape[:-1] + (4, k, k))
     kn, un, ks, us, s = (theta[..., 4 * k * k + i] for i in range(5))
     keep = (lambda t: jax.nn.sigmoid(t + 4.0)) if stabilised else (lambda t: 1.0 + t)
