@@ -407,11 +407,6 @@ class TSNEConfig(NamedTuple):
     min_gain: float = 0.01
 
 
-def _check_steps(steps):
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-
-
 def tsne_gd(vg: Callable, x0, steps: int, cfg: TSNEConfig = TSNEConfig(), energy_every: int = 1):
     """t-SNE's gradient descent with momentum, gains and early exaggeration (``lax.scan``).
 
@@ -431,7 +426,7 @@ def tsne_gd(vg: Callable, x0, steps: int, cfg: TSNEConfig = TSNEConfig(), energy
     x0 = jnp.asarray(x0)
     if x0.ndim != 2:
         raise ValueError(f"x0 must have shape (N, d), got {x0.shape}")
-    _check_steps(steps)
+    _pos_int("steps", steps)
     _pos_int("energy_every", energy_every)
     if cfg.learning_rate <= 0 or cfg.exaggeration < 1 or cfg.min_gain <= 0:
         raise ValueError(f"bad TSNEConfig {cfg}")
@@ -479,7 +474,7 @@ def spectral_direction(vg: Callable, x0, b_matrix, steps: int, shrink: float = 0
         raise ValueError(f"b_matrix must have shape {(x0.shape[0],) * 2}, got {b_matrix.shape}")
     if not 0 < shrink < 1:
         raise ValueError(f"shrink must be in (0, 1), got {shrink}")
-    _check_steps(steps)
+    _pos_int("steps", steps)
     chol = jnp.linalg.cholesky(b_matrix)
     return _sd_run(vg, x0, chol, int(steps), float(shrink), float(c1), int(max_backtracks))
 
@@ -515,7 +510,7 @@ def lbfgs(fun: Callable, params0, steps: int, memory: int = 10, args: tuple = ()
     objectives from :func:`make_objective`) that are traced, so changing them, or
     ``steps``, does not recompile. Returns ``(params, final value)``.
     """
-    _check_steps(steps)
+    _pos_int("steps", steps)
     if not isinstance(memory, (int, np.integer)) or memory < 1:
         raise ValueError(f"memory must be a positive integer, got {memory!r}")
     return _lbfgs_run(fun, int(memory), params0, tuple(args), jnp.asarray(steps, jnp.int32))
@@ -589,7 +584,7 @@ def pressured_points(vg: Callable, x, mask, z0, mus, steps_per_mu: int, memory: 
         raise ValueError(f"mask and z0 must have shape ({x.shape[0]},), got {mask.shape}, {z0.shape}")
     if len(mus) < 1 or any(m < 0 for m in mus):
         raise ValueError("mus must be a non-empty sequence of non-negative penalties")
-    _check_steps(steps_per_mu)
+    _pos_int("steps_per_mu", steps_per_mu)
     params = {"x": x, "z": z0 * mask}
     frames, used = [], []
     mus = list(mus)
