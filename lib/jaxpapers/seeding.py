@@ -48,3 +48,30 @@ def named_keys(seed: int, *names: str) -> dict[str, jax.Array]:
         raise ValueError(f"names must be distinct, got {names}")
     root = root_key(seed)
     return {n: name_key(root, n) for n in names}
+
+
+SEED_ENV = "BOOK_SEED"
+
+
+def book_seed(default: int = 0) -> int:
+    """The chapter's seed: ``$BOOK_SEED`` when set (seed studies, a reader's own check), else ``default``.
+
+    Every claim of a chapter must hold for any seed; ``BOOK_SEED=3 pytest book/NN-name.ipynb``
+    runs a chapter under another one.
+
+    Raises:
+        ValueError: ``BOOK_SEED`` is not an integer in ``[0, 2**32)``.
+    """
+    import os
+
+    raw = os.environ.get(SEED_ENV, "").strip()
+    if not raw:
+        root_key(default)  # validates the default
+        return int(default)
+    try:
+        seed = int(raw)
+    except ValueError as err:
+        raise ValueError(f"{SEED_ENV}={raw!r} is not an integer") from err
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"{SEED_ENV}={raw!r} must be in [0, 2**32)")
+    return seed
