@@ -102,7 +102,8 @@ def test_chapter_conventions(nb_path):
     code = "\n".join(source(c) for c in code_cells(nb))
     assert "config.scale()" in code and "SEED" in code, "setup cell: SEED and SCALE"
     assert "device_report()" in code
-    assert re.search(r"^\s*assert\b", code, re.M), "claims must be asserted"
+    assert "claims.Ledger(" in code and ".report()" in code, "claims are stated on the ledger (jaxpapers.claims)"
+    assert "seeding.book_seed()" in code, "the seed is a parameter: SEED = seeding.book_seed()"
     assert re.search(r"paper", text, re.I) and re.search(r"ours", text, re.I), "paper vs. ours table"
     assert "explorer(" in code, "an ipywidgets explorer"
     assert "frames_player(" in code, "a kernel-free interactive figure"
@@ -110,6 +111,31 @@ def test_chapter_conventions(nb_path):
     assert "check(" in code, "at least one self-check"
     assert "{footbibliography}" in text, "per-page references ({footcite} + {footbibliography})"
     assert "sys.path" not in code
+
+
+# Words about how the book is made (issues, planning notes, development runs) do not belong on
+# a page a reader sees.
+PROCESS_WORDS = re.compile(
+    r"\bthe issue'?s?\b|\bissue #?\d+|\bpaper sheets?\b|\btask sheets?\b|\bplanning\b|\bsheet's\b"
+    r"|\bDEV_RUNS\b|\bdevelopment runs?\b|\bthe task asks\b|\bour sheet\b",
+    re.I,
+)
+READER_PAGES = NOTEBOOKS + sorted((ROOT / "book").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", READER_PAGES, ids=lambda p: p.name)
+def test_reader_facing_pages_do_not_mention_our_process(page):
+    if page.suffix == ".ipynb":
+        text = "\n".join(source(c) for c in load(page)["cells"])
+    else:
+        text = page.read_text(encoding="utf-8")
+    hits = sorted({m.group(0) for m in PROCESS_WORDS.finditer(text)})
+    assert not hits, f"{page.name} speaks of our process, not to readers: {hits}"
+
+
+def test_process_word_check_can_fail():
+    assert PROCESS_WORDS.search("as the paper sheet says") and PROCESS_WORDS.search("DEV_RUNS = [")
+    assert not PROCESS_WORDS.search("the paper's Table 2 reports 91.1")
 
 
 def test_a_failing_cell_fails_the_build(tmp_path):

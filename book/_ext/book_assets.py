@@ -1,5 +1,11 @@
 """Local Sphinx extension of the book.
 
+* ``{claims-board}`` directive: the book's claims board. Every chapter states its claims
+  through ``jaxpapers.claims.Ledger``, whose table output embeds the records as JSON
+  (``<script type="application/json" class="jaxpapers-claims">``); this extension collects
+  them from every page as it is read and renders one row per claim of every chapter, with
+  the count per verdict at the top.
+
 * ``{book-status}`` directive: the reproducibility table. For every executed notebook it
   shows the fast-mode execution time of this build (myst-nb's execution data when the build
   executed the notebooks, else the cell timings that nbclient stored in the notebook when
@@ -122,6 +128,105 @@ class BookStatusTransform(SphinxPostTransform):
             node.replace_self(_table(header, rows))
 
 
+MARKER = 'class="jaxpapers-claims">'
+BOARD_VERDICTS = ("reproduced", "reproduced at a smaller scale", "partly reproduced",
+                  "not reproduced at this scale", "contradicted", "check passed", "sanity check",
+                  "smoke run", "dry run")
+
+
+class claims_board_node(nodes.General, nodes.Element):
+    """Placeholder replaced by the claims board once every page has been read."""
+
+
+class ClaimsBoard(SphinxDirective):
+    def run(self):
+        return [claims_board_node()]
+
+
+def _records_from_html(text: str) -> list[dict]:
+    out = []
+    while MARKER in text:
+        text = text.split(MARKER, 1)[1]
+        payload, text = text.split("</script>", 1)
+        out.append(json.loads(payload.replace("<\\/", "</")))
+    return out
+
+
+def _collect_claims(app, doctree):
+    """doctree-read: keep the ledger records that a page's outputs embed."""
+    env = app.env
+    if not hasattr(env, "jaxpapers_claims"):
+        env.jaxpapers_claims = {}
+    found = []
+    for node in doctree.findall(nodes.raw):
+        if "html" in node.get("format", "") and MARKER in node.astext():
+            found.extend(_records_from_html(node.astext()))
+    if found:
+        env.jaxpapers_claims[env.docname] = found
+    else:
+        env.jaxpapers_claims.pop(env.docname, None)
+
+
+def _purge_claims(app, env, docname):
+    getattr(env, "jaxpapers_claims", {}).pop(docname, None)
+
+
+def _merge_claims(app, env, docnames, other):
+    if not hasattr(env, "jaxpapers_claims"):
+        env.jaxpapers_claims = {}
+    env.jaxpapers_claims.update(getattr(other, "jaxpapers_claims", {}))
+
+
+def board_rows(by_doc: dict, titles: dict) -> tuple[list[list[str]], dict[str, int]]:
+    """Rows (chapter, claim, paper, ours, verdict, rule, seeds) and the count per verdict."""
+    rows, counts = [], {}
+    for docname in sorted(by_doc):
+        title = titles.get(docname, docname)
+        for ledger in by_doc[docname]:
+            for c in ledger["claims"]:
+                counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+                if c["kind"] == "claim":
+                    paper = f"{c['paper']} ({c['source']})" if c["paper"] else c["source"]
+                else:
+                    paper = "-"
+                rule = c["rule"] + (" -- holds" if c["passed"] else " -- does not hold")
+                if c.get("pin"):
+                    rule += f"; pinned: {c['pin']['rule']}"
+                if c.get("control_summary"):
+                    rule += f"; negative control: {c['control_summary']}"
+                rows.append([title, f"{c['id']}: {c['statement']}", paper, c["ours"], c["verdict"],
+                             rule, c.get("seeds") or "-"])
+    return rows, counts
+
+
+class ClaimsBoardTransform(SphinxPostTransform):
+    default_priority = 8
+
+    def run(self, **kwargs):
+        placeholders = list(self.document.findall(claims_board_node))
+        if not placeholders:
+            return
+        by_doc = getattr(self.env, "jaxpapers_claims", {})
+        titles = {d: t.astext() for d, t in self.env.titles.items()}
+        rows, counts = board_rows(by_doc, titles)
+        order = [v for v in BOARD_VERDICTS if v in counts] + sorted(set(counts) - set(BOARD_VERDICTS))
+        summary = nodes.bullet_list(classes=["claims-board-counts"])
+        for v in order:
+            summary += nodes.list_item("", nodes.paragraph(text=f"{v}: {counts[v]}"))
+        total = nodes.paragraph(text=f"{len(rows)} records from {len(by_doc)} page{'' if len(by_doc) == 1 else 's'} "
+                                     f"({sum(n for v, n in counts.items() if v in BOARD_VERDICTS[:5])} "
+                                     f"claims of the papers, the rest checks).")
+        header = ["Chapter", "Claim", "Paper (source)", "Ours", "Verdict", "Rule", "Seeds / episodes"]
+        for node in placeholders:
+            container = nodes.container(classes=["claims-board"])
+            container += total
+            container += summary
+            table = _table(header, rows)
+            table["classes"].append("claims-board-table")
+            container += table
+            node.replace_self(container)
+
+
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
     scripts = context.get("script_files")
     if not scripts:
@@ -140,5 +245,11 @@ def setup(app):
     app.add_node(book_status_node)
     app.add_directive("book-status", BookStatus)
     app.add_post_transform(BookStatusTransform)
+    app.add_node(claims_board_node)
+    app.add_directive("claims-board", ClaimsBoard)
+    app.add_post_transform(ClaimsBoardTransform)
+    app.connect("doctree-read", _collect_claims)
+    app.connect("env-purge-doc", _purge_claims)
+    app.connect("env-merge-info", _merge_claims)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

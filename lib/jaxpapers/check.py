@@ -81,7 +81,7 @@ def _check(name: str, answer, reference, *, rtol: float = 1e-5, atol: float = 0.
     if not np.all(np.isfinite(a)):
         return _verdict(name, False, "the answer contains NaN or inf.")
     if np.allclose(a, r, rtol=rtol, atol=atol):
-        tol = f"within {rtol:.0%} relative" if rtol >= 1e-3 else f"rtol={rtol:g}, atol={atol:g}"
+        tol = f"within {rtol * 100:.2g}% relative" if rtol >= 1e-3 else f"rtol={rtol:g}, atol={atol:g}"
         return _verdict(name, True, f"correct ({tol}).")
     rel = float(np.max(np.abs(a - r) / np.maximum(np.abs(r), 1e-12)))
     if np.allclose(-a, r, rtol=rtol, atol=atol):

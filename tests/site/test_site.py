@@ -117,3 +117,37 @@ def test_launch_buttons_point_at_this_notebook(browser, base_url, nb):
         binder = f"https://mybinder.org/v2/gh/{REPO}/{BRANCH}?urlpath=tree/{nb.as_posix()}.ipynb"
         assert colab in hrefs, hrefs
         assert binder in hrefs, hrefs
+
+
+def _ledger_chapters():
+    """Notebooks whose source states claims on the ledger (``claims.Ledger(``)."""
+    import json
+
+    out = []
+    for nb in NOTEBOOKS:
+        cells = json.loads((ROOT / f"{nb}.ipynb").read_text(encoding="utf-8"))["cells"]
+        if any("claims.Ledger(" in "".join(c["source"]) for c in cells if c["cell_type"] == "code"):
+            out.append(nb)
+    return out
+
+
+def test_claims_board_lists_every_ledger(browser, base_url):
+    """The board has one row per claim of every chapter on the ledger, and the count per verdict."""
+    with opened(browser, base_url, "book/reproducibility") as (page, problems):
+        assert not problems, problems
+        board = page.locator(".claims-board")
+        assert board.count() == 1, "the claims board is missing"
+        counts = board.locator(".claims-board-counts li").all_inner_texts()
+        assert counts and all(":" in c for c in counts), counts
+        total = sum(int(c.rsplit(":", 1)[1]) for c in counts)
+        rows = board.locator(".claims-board-table tbody tr")
+        assert rows.count() == total >= 2, (rows.count(), counts)
+        chapters = set(board.locator(".claims-board-table tbody tr td:first-child").all_inner_texts())
+        for nb in _ledger_chapters():
+            ledger_page = page.context.new_page()
+            ledger_page.goto(f"{base_url}/{nb.as_posix()}.html", wait_until="load")
+            title = ledger_page.locator("main h1").first.inner_text().strip().rstrip("#").strip()
+            n_rows = ledger_page.locator("table.claims-ledger tr").count() - 1
+            ledger_page.close()
+            assert title in chapters, f"{nb} states claims but is not on the board ({chapters})"
+            assert n_rows >= 1, f"{nb}: its page shows no paper-vs-ours table"
