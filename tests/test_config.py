@@ -37,3 +37,41 @@ def test_device_report_names_jax_and_scale(monkeypatch):
     monkeypatch.setenv("BOOK_SCALE", "fast")
     report = config.device_report()
     assert jax.__version__ in report and "scale fast" in report and jax.default_backend() in report
+
+
+def test_steps_outside_a_dry_run_is_pick(monkeypatch):
+    monkeypatch.delenv("BOOK_DRY_RUN", raising=False)
+    monkeypatch.setenv("BOOK_SCALE", "full")
+    assert config.steps(fast=300, full=50_000) == 50_000
+    monkeypatch.setenv("BOOK_SCALE", "fast")
+    assert config.steps(fast=300, full=50_000) == 300
+
+
+@pytest.mark.parametrize("fraction, expected", [(None, 2), ("0", 2), ("0.001", 50), ("0.5", 25_000), ("1", 50_000)])
+def test_steps_in_a_dry_run_keep_a_fraction(monkeypatch, fraction, expected):
+    monkeypatch.setenv("BOOK_SCALE", "full")
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    if fraction is None:
+        monkeypatch.delenv("BOOK_DRY_FRACTION", raising=False)
+    else:
+        monkeypatch.setenv("BOOK_DRY_FRACTION", fraction)
+    assert config.steps(fast=300, full=50_000) == expected
+    assert config.steps(fast=1, full=1) == 1  # never longer than the loop itself
+    f = float(fraction or 0)
+    assert config.steps(fast=3, full=10, minimum=5) == min(10, max(5, round(10 * f)))
+
+
+@pytest.mark.parametrize("env, value", [("BOOK_DRY_RUN", "maybe"), ("BOOK_DRY_FRACTION", "2"),
+                                        ("BOOK_DRY_FRACTION", "half")])
+def test_dry_run_settings_are_checked(monkeypatch, env, value):
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValueError, match=env):
+        config.steps(fast=1, full=2)
+
+
+@pytest.mark.parametrize("bad", [dict(fast=0, full=2), dict(fast=1, full=2.5), dict(fast=True, full=2),
+                                 dict(fast=1, full=2, minimum=0)])
+def test_steps_rejects_bad_lengths(bad):
+    with pytest.raises(ValueError):
+        config.steps(**bad)

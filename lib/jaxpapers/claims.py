@@ -62,7 +62,7 @@ VERDICTS = (
 PASSING_VERDICTS = VERDICTS[:3]
 KINDS = ("claim", "check", "sanity", "smoke")
 KIND_VERDICT = {"check": "check passed", "sanity": "sanity check", "smoke": "smoke run"}
-DRY_RUN_ENV = "BOOK_DRY_RUN"
+DRY_RUN_ENV = "BOOK_DRY_RUN"  # (read by jaxpapers.config.dry_run)
 # Seed studies record every rule's outcome without stopping the chapter at the first failure.
 ENFORCE_ENV = "JAXPAPERS_CLAIMS_ENFORCE"
 LOG_ENV = "JAXPAPERS_CLAIMS_LOG"
@@ -77,12 +77,9 @@ class ClaimFailed(AssertionError):
 
 def dry_run() -> bool:
     """``True`` when ``BOOK_DRY_RUN`` asks for a dry run (rules shown, never enforced)."""
-    raw = os.environ.get(DRY_RUN_ENV, "").strip().lower()
-    if raw in ("", "0", "false", "no"):
-        return False
-    if raw in ("1", "true", "yes"):
-        return True
-    raise ValueError(f"{DRY_RUN_ENV}={raw!r}: expected 1/0, true/false or yes/no")
+    from jaxpapers import config
+
+    return config.dry_run()
 
 
 # --------------------------------------------------------------------------- decisions

@@ -57,6 +57,64 @@ def pick(fast: T, full: T) -> T:
     return full if scale() == "full" else fast
 
 
+DRY_RUN_ENV = "BOOK_DRY_RUN"
+FRACTION_ENV = "BOOK_DRY_FRACTION"
+
+
+def dry_run() -> bool:
+    """``True`` under ``BOOK_DRY_RUN=1``: every loop length from :func:`steps` is cut short.
+
+    The dry run executes a chapter's code path (full mode's, with ``BOOK_SCALE=full``) in
+    minutes on a CPU; the claims ledger then records its rules without enforcing them.
+
+    Raises:
+        ValueError: ``BOOK_DRY_RUN`` holds anything but 1/0, true/false, yes/no.
+    """
+    raw = os.environ.get(DRY_RUN_ENV, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{DRY_RUN_ENV}={raw!r}: expected 1/0, true/false or yes/no")
+
+
+def dry_fraction() -> float:
+    """``BOOK_DRY_FRACTION`` (default 0): the share of every loop that a dry run keeps.
+
+    Raises:
+        ValueError: not a number in ``[0, 1]``.
+    """
+    raw = os.environ.get(FRACTION_ENV, "").strip() or "0"
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ValueError(f"{FRACTION_ENV}={raw!r} is not a number") from err
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{FRACTION_ENV}={raw!r} must lie in [0, 1]")
+    return value
+
+
+def steps(fast: int, full: int, *, minimum: int = 2) -> int:
+    """:func:`pick` for a loop length (optimiser steps, epochs, generations, iterations).
+
+    Outside a dry run this is ``pick(fast, full)``. In a dry run the length is
+    ``max(minimum, round(length * BOOK_DRY_FRACTION))`` (never more than the length
+    itself): ``minimum`` steps by default, so a chapter runs its whole code path in
+    seconds; the full-mode probe runs two fractions and projects the full wall time from
+    the difference.
+
+    Raises:
+        ValueError: a length or ``minimum`` that is not a positive integer.
+    """
+    for name, v in (("fast", fast), ("full", full), ("minimum", minimum)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    length = pick(fast, full)
+    if not dry_run():
+        return length
+    return min(length, max(minimum, round(length * dry_fraction())))
+
+
 def device_report() -> str:
     """One line naming the JAX version, backend and devices, for a chapter's setup cell."""
     import jax  # imported here so that ``config`` stays importable without jax
