@@ -61,6 +61,13 @@ def _full_mode(path: Path) -> str:
     full = meta.get("executable_papers", {}).get("full_mode")
     if not full:
         return "not measured"
+    if full.get("kind") == "projected from a probe":
+        if "projected_s" not in full:
+            return f"probe failed on {full.get('device', '?')} ({full.get('date', '?')})"
+        minutes = full["projected_s"] / 60
+        memory = f", peak {full['peak_device_memory_mib']} MiB" if full.get("peak_device_memory_mib") else ""
+        return (f"about {minutes:.0f} min projected from a probe on {full.get('device', '?')} "
+                f"({full.get('date', '?')}, jax {full.get('jax', '?')}{memory})")
     return f"{full.get('wall_s', '?')} s on {full.get('device', '?')} ({full.get('date', '?')})"
 
 

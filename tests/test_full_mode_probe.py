@@ -1,0 +1,87 @@
+"""The full-mode dry run and probe (tools/full_mode_probe.py), on a CPU at a tiny budget."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("full_mode_probe", ROOT / "tools" / "full_mode_probe.py")
+probe_tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(probe_tool)
+
+SOURCE = """\
+import time
+from jaxpapers import claims, config
+from jaxpapers.data import cifar
+x_train, *_ = cifar.load_cifar("cifar10")       # a stand-in, never a download
+steps = config.steps(fast=3, full=500)
+for _ in range(steps):
+    time.sleep(0.02)                            # 10 s of work at full length
+ledger = claims.Ledger("probe-test")
+ledger.check("fails_when_short", "a rule that a short run cannot meet", claims.at_least(steps, 400))
+print(config.scale(), steps, ledger["fails_when_short"].verdict, x_train.shape)
+"""
+
+
+def _notebook(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": SOURCE.splitlines(keepends=True)}],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                       "language_info": {"name": "python"}},
+          "nbformat": 4, "nbformat_minor": 4}
+    path = tmp_path / "99-probe.ipynb"
+    path.write_text(json.dumps(nb, indent=1) + "\n")
+    return path
+
+
+def test_projection_is_linear_in_the_fraction():
+    # T(f) = 20 + f * 1000  ->  full run 1020 s
+    out = probe_tool.project(20 + 0.01 * 1000, 20 + 0.03 * 1000, 0.01, 0.03)
+    assert out["resolved"] and out["projected_s"] == pytest.approx(1020) and out["fixed_s"] == pytest.approx(20)
+    flat = probe_tool.project(12.0, 11.0, 0.01, 0.03)
+    assert not flat["resolved"] and flat["projected_s"] == 11.0
+    with pytest.raises(ValueError):
+        probe_tool.project(1, 2, 0.03, 0.01)
+    with pytest.raises(ValueError):
+        probe_tool.project(-1, 2, 0.0, 0.5)
+
+
+def test_dry_run_executes_the_full_mode_path_offline(tmp_path):
+    nb = _notebook(tmp_path)
+    out = tmp_path / "records.json"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), "--dry-run", str(nb),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 0 failed" in result.stdout
+    rec = json.loads(out.read_text())["99-probe"]
+    assert rec["ok"] and rec["report"]["platform"] == "cpu" and rec["report"]["max_rss_bytes"] > 0
+
+
+def test_probe_projects_the_full_run_and_records_it(tmp_path):
+    nb = _notebook(tmp_path)
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), str(nb), "--data", "tiny",
+                             "--fractions", "0.2,0.6", "--write"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    meta = json.loads(nb.read_text())["metadata"]["executable_papers"]["full_mode"]
+    assert meta["kind"] == "projected from a probe" and meta["platform"] == "cpu" and meta["resolved"]
+    # 500 steps of 20 ms: about 10 s of work at full length, whatever the start-up costs
+    assert 6 < meta["work_s"] < 15, meta
+    assert meta["projected_s"] > meta["work_s"]
+    assert [r["ok"] for r in meta["runs"]] == [True, True]
+    # the notebook stays clean (no outputs) and keeps its source
+    cell = json.loads(nb.read_text())["cells"]
+    assert len(cell) == 1 and cell[0]["outputs"] == []
+
+
+def test_a_failing_chapter_fails_the_dry_run(tmp_path):
+    nb = _notebook(tmp_path)
+    data = json.loads(nb.read_text())
+    data["cells"][0]["source"] = ["raise RuntimeError('broken full mode')\n"]
+    nb.write_text(json.dumps(data))
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), "--dry-run", str(nb)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "broken full mode" in result.stdout and "0 passed, 1 failed" in result.stdout
