@@ -76,6 +76,14 @@ def test_page_loads_cleanly_with_figures_and_no_errors(browser, base_url, artifa
             assert s["ok"], f"figure did not load: {s['src']}"
             assert s["w"] > 10 and s["h"] > 10, s
             assert s["alpha"] == 255, f"figure background is transparent (unreadable in dark mode): {s['src']}"
+        # every static figure has a caption, not a title (the frame players are figures of their own)
+        uncaptioned = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.cell_output img'))
+                 .filter(img => !img.closest('.animation'))
+                 .filter(img => { const f = img.closest('figure'); return !f || !f.querySelector('figcaption'); })
+                 .map(img => img.src.slice(-24))"""
+        )
+        assert not uncaptioned, f"figures without a caption: {uncaptioned}"
         page.screenshot(path=str(artifacts / f"{nb.name}-light.png"), full_page=False)
 
 
