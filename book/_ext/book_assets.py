@@ -11,6 +11,11 @@
   executed the notebooks, else the cell timings that nbclient stored in the notebook when
   CI executed it), the jaxpapers and jax versions the build used, and the full-mode GPU run
   recorded in the notebook's metadata (``executable_papers.full_mode``), if any.
+* An explorer cell (``jaxpapers.notebook.explorer``) outputs the ipywidgets controls and then
+  the static default figure; a caption in the cell's ``mystnb.figure`` metadata would wrap
+  both outputs in a figure, so the controls (an invisible widget script on the static site)
+  would get a second, empty captioned figure. Figures that hold no image but a widget are
+  unwrapped before figures are numbered.
 * sphinx-thebe registers its inline configuration script twice on every page, and the
   second ``const THEBE_JS_URL`` declaration throws a JavaScript error; keep one copy of
   each identical script (found by the browser tests).
@@ -23,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from docutils import nodes
+from docutils.transforms import Transform
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
 
@@ -234,6 +240,23 @@ class ClaimsBoardTransform(SphinxPostTransform):
             node.replace_self(container)
 
 
+class UnwrapWidgetFigures(Transform):
+    """Unwrap a figure that holds an ipywidgets view and no image (see the module docstring)."""
+
+    default_priority = 700
+
+    def apply(self, **kwargs):
+        for fig in list(self.document.findall(nodes.figure)):
+            if any(True for _ in fig.findall(nodes.image)):
+                continue
+            raws = [n for n in fig.findall(nodes.raw) if "widget-view+json" in n.astext() or
+                    "application/vnd.jupyter.widget-view" in str(n.get("format", ""))]
+            if not raws:
+                continue
+            keep = [c for c in fig.children if not isinstance(c, (nodes.caption, nodes.legend))]
+            fig.replace_self(keep)
+
+
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
     scripts = context.get("script_files")
     if not scripts:
@@ -252,6 +275,7 @@ def setup(app):
     app.add_node(book_status_node)
     app.add_directive("book-status", BookStatus)
     app.add_post_transform(BookStatusTransform)
+    app.add_transform(UnwrapWidgetFigures)
     app.add_node(claims_board_node)
     app.add_directive("claims-board", ClaimsBoard)
     app.add_post_transform(ClaimsBoardTransform)

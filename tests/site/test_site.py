@@ -151,11 +151,9 @@ def test_claims_board_lists_every_ledger(browser, base_url):
         rows = board.locator(".claims-board-table tbody tr")
         assert rows.count() == total >= 2, (rows.count(), counts)
         chapters = set(board.locator(".claims-board-table tbody tr td:first-child").all_inner_texts())
-        for nb in _ledger_chapters():
-            ledger_page = page.context.new_page()
-            ledger_page.goto(f"{base_url}/{nb.as_posix()}.html", wait_until="load")
+    for nb in _ledger_chapters():
+        with opened(browser, base_url, nb.as_posix()) as (ledger_page, _):
             title = ledger_page.locator("main h1").first.inner_text().strip().rstrip("#").strip()
             n_rows = ledger_page.locator("table.claims-ledger tr").count() - 1
-            ledger_page.close()
-            assert title in chapters, f"{nb} states claims but is not on the board ({chapters})"
-            assert n_rows >= 1, f"{nb}: its page shows no paper-vs-ours table"
+        assert title in chapters, f"{nb} states claims but is not on the board ({chapters})"
+        assert n_rows >= 1, f"{nb}: its page shows no paper-vs-ours table"
