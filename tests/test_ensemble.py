@@ -143,3 +143,25 @@ def test_batch_loss_augments_with_its_own_key():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_random_feature_risks_min_norm_and_seed_dependence():
+    key = jax.random.PRNGKey(0)
+    kx, kt, kw = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (30, 5))
+    y = x[:, 0]
+    xt = jax.random.normal(kt, (100, 5))
+    keys = jax.random.split(kw, 3)
+    out = ensemble.random_feature_risks(keys, x, y, {"iid": (xt, xt[:, 0]), "train_again": (x, y)}, p=80)
+    assert set(out) == {"iid", "train_again", "train"} and out["iid"].shape == (3,)
+    assert out["train"].max() < 1e-4 and out["train_again"].max() < 1e-4   # interpolation
+    assert np.ptp(out["iid"]) > 0                                             # the seed (W) matters
+    # member 0 equals a direct computation with the same W
+    W = jax.random.normal(keys[0], (5, 80))
+    phi = ensemble.relu_features(W, x)
+    theta = ensemble.min_norm_fit(phi, y)
+    np.testing.assert_allclose(theta, jnp.linalg.pinv(phi) @ y, atol=1e-3)
+    ref = float(jnp.mean((ensemble.relu_features(W, xt) @ theta - xt[:, 0]) ** 2))
+    np.testing.assert_allclose(out["iid"][0], ref, rtol=1e-3)
+    with pytest.raises(ValueError, match="test set"):
+        ensemble.random_feature_risks(keys, x, y, {"bad": (xt[:, :3], xt[:, 0])}, p=80)

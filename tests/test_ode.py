@@ -102,3 +102,12 @@ def test_bad_sir_arguments():
         ode.sir_daily_incidence(0.3, 10.0, 1e-6, days=0)
     with pytest.raises(ValueError, match="args"):
         ode.rk4(lambda y, t, a: -y, jnp.ones(2), dt=0.1, steps=2, args=[1.0])
+
+
+def test_sir_incidence_float32_by_default_float64_with_x64():
+    lam = ode.sir_daily_incidence(0.3, 10.0, 1e-6, days=5, population=1e7)
+    assert lam.dtype == jnp.float32
+    with jax.enable_x64(True):
+        lam64 = ode.sir_daily_incidence(0.3, 10.0, 1e-6, days=5, population=1e7)
+        assert lam64.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(lam), np.asarray(lam64), rtol=1e-3)

@@ -139,3 +139,67 @@ def test_fisher_and_fit_poisson_linear_model():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_match_total_exact_for_proportional_mean():
+    base = jnp.array([1.0, 2.0, 3.0])
+    x = stats.match_total(lambda v: jnp.exp(v) * base, 60.0, 0.0, steps=1)
+    np.testing.assert_allclose(float(jnp.sum(jnp.exp(x) * base)), 60.0, rtol=1e-5)
+    # bounds are respected
+    x = stats.match_total(lambda v: jnp.exp(v) * base, 60.0, 0.0, upper=1.0)
+    assert float(x) == pytest.approx(1.0)
+
+
+def test_profile_poisson_1d_matches_closed_form_and_vmaps():
+    # mean a * exp(x) * shape: the MLE of x is log(sum y / sum(a shape)), reached by the moment match
+    rng = np.random.default_rng(3)
+    shape = jnp.asarray(np.linspace(1, 3, 20), jnp.float32)
+    y = jnp.asarray(rng.poisson(5 * np.asarray(shape)), jnp.float32)
+    w = jnp.asarray(np.arange(20) < 15, jnp.float32)
+
+    def prof(a):
+        return stats.profile_poisson_1d(lambda x: a * jnp.exp(x) * shape, y, 0.0, weights=w, steps=3)
+
+    nll, x, last = jax.vmap(prof)(jnp.array([0.5, 2.0]))
+    expect = np.log(float(jnp.sum(w * y)) / (np.array([0.5, 2.0]) * float(jnp.sum(w * shape))))
+    np.testing.assert_allclose(np.asarray(x), expect, atol=1e-5)
+    np.testing.assert_allclose(nll[0], nll[1], rtol=1e-5)  # the profiled NLL does not depend on a
+    assert float(jnp.max(last)) < 1e-5
+    # nonlinear mean: Fisher scoring converges to the score root
+    f = lambda x: jnp.exp(x) * shape + jnp.exp(2 * x) * 0.1
+    nll, x, last = stats.profile_poisson_1d(f, y, 0.0, steps=8)
+    g = jax.grad(lambda v: stats.poisson_nll(f(v), y))(x)
+    assert abs(float(g)) < 1e-2 and float(last) < 1e-4
+
+
+def test_matched_iid_subset_hits_target():
+    rng = np.random.default_rng(4)
+    q = np.concatenate([rng.uniform(0.2, 0.95, 60), np.ones(400)])
+    c = (rng.uniform(size=(30, q.size)) < q).astype(float)
+    c[:, 60:] = 1.0
+    for target in (0.93, 0.85):
+        sub = stats.matched_iid_subset(c, target)
+        assert abs(c[:, sub].mean() - target) < 0.01
+        assert len(np.unique(sub)) == len(sub)
+    sub = stats.matched_iid_subset(c, 0.3)  # harder than all missed items: the hardest ones
+    assert len(sub) >= 2 and c[:, sub].mean() < 0.5
+    with pytest.raises(ValueError, match="target"):
+        stats.matched_iid_subset(c, 0.0)
+
+
+def test_rank_reliability_corrects_attenuation():
+    rng = np.random.default_rng(5)
+    S, n = 40, 400
+    skill, other = rng.normal(size=S), rng.normal(size=S)
+    make = lambda s: (rng.uniform(size=(S, n)) < np.clip(0.7 + 0.06 * s, 0, 1)[:, None]).astype(float)
+    sets = [make(skill), make(skill), make(other), make(np.zeros(S))]
+    out = stats.rank_reliability(sets, jax.random.PRNGKey(0), n_splits=10, n_boot=50)
+    assert out["rho"].shape == (4, 4) and out["corrected_boot"].shape == (50, 4, 4) and out["rel_boot"].shape == (50, 4)
+    assert np.all(out["rel"][:3] > 0.7) and out["rel"][3] < 0.4           # no real differences: unreliable
+    assert out["rho"][0, 1] < out["corrected"][0, 1]                     # the correction raises agreement
+    assert abs(out["corrected"][0, 1] - 1) < 0.1 and abs(out["corrected"][0, 2]) < 0.4
+    np.testing.assert_allclose(np.diag(out["corrected"]), 1.0)
+    # the observed rho is the Spearman correlation of the accuracies
+    np.testing.assert_allclose(out["rho"][0, 2], stats.spearman(sets[0].mean(1), sets[2].mean(1)), atol=1e-12)
+    with pytest.raises(ValueError, match="same models"):
+        stats.rank_reliability([sets[0], sets[1][:10]], jax.random.PRNGKey(0))

@@ -250,3 +250,66 @@ def rank_matrix(acc: Mapping[str, np.ndarray], names=None):
     """Spearman correlations of the members' accuracies between test sets: ``(names, (K, K))``."""
     names = list(acc) if names is None else list(names)
     return names, stats.spearman_matrix(np.stack([np.asarray(acc[n]) for n in names]))
+
+
+# ----------------------------------------------------------------------------------------
+# Random-feature seed ensembles (the paper's theory section: the seed is the first layer)
+# ----------------------------------------------------------------------------------------
+
+
+def relu_features(W, x):
+    """Random ReLU features ``phi(x) = max(0, x W / sqrt(d))``: ``x (n, d)``, ``W (d, p)`` -> ``(n, p)``."""
+    return jax.nn.relu(x @ W / np.sqrt(W.shape[0]))
+
+
+def min_norm_fit(phi, y, ridge: float = 0.0):
+    """Minimum-norm least-squares weights ``phi^T (phi phi^T + ridge I)^{-1} y`` (``phi (n, p)``, ``p >= n``).
+
+    With ``ridge = 0`` and ``phi`` of full row rank this is the interpolator ``phi^+ y``
+    of smallest norm, which gradient descent from zero also reaches.
+    """
+    K = phi @ phi.T + ridge * jnp.eye(phi.shape[0], dtype=phi.dtype)
+    return phi.T @ jnp.linalg.solve(K, y)
+
+
+def random_feature_risks(keys, x, y, test_sets: Mapping[str, tuple], *, p: int, ridge: float = 0.0):
+    """Test MSE of a seed ensemble of random-feature regressors whose seed is the first layer.
+
+    Member ``s`` draws ``W_s ~ N(0, I)`` of shape ``(d, p)`` from ``keys[s]``, fits
+    :func:`min_norm_fit` on :func:`relu_features` of the training data ``(x, y)``, and
+    is scored on every test set. Training data and test sets are shared: only the random
+    weights differ (the paper's random-feature "seed"). Members run one after the other
+    inside one compiled ``lax.map`` (memory stays at one member's features).
+
+    Args:
+        keys: ``(S, 2)`` PRNG keys, one per member.
+        x, y: training inputs ``(n, d)`` and targets ``(n,)``.
+        test_sets: ``{name: (x_test (m, d), y_test (m,))}``.
+        p: number of random features (``p > n`` for interpolation).
+        ridge: ridge penalty (0: minimum-norm interpolation).
+
+    Returns:
+        ``{name: (S,) mean squared error}`` plus ``"train"``, the training MSE.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    if x.ndim != 2 or jnp.ndim(y) != 1 or x.shape[0] != len(y):
+        raise ValueError(f"x must be (n, d) and y (n,), got {x.shape} and {np.shape(y)}")
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
+        raise ValueError(f"p must be a positive integer, got {p!r}")
+    for name, (xt, yt) in test_sets.items():
+        if np.ndim(xt) != 2 or np.shape(xt)[1] != x.shape[1] or np.shape(yt) != (np.shape(xt)[0],):
+            raise ValueError(f"test set {name!r}: need x (m, {x.shape[1]}) and y (m,), got "
+                             f"{np.shape(xt)} and {np.shape(yt)}")
+    tests = {k: (jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)) for k, (a, b) in test_sets.items()}
+    y = jnp.asarray(y, jnp.float32)
+
+    def member(key):
+        W = jax.random.normal(key, (x.shape[1], int(p)))
+        phi = relu_features(W, x)
+        theta = min_norm_fit(phi, y, ridge)
+        out = {k: jnp.mean((relu_features(W, a) @ theta - b) ** 2) for k, (a, b) in tests.items()}
+        out["train"] = jnp.mean((phi @ theta - y) ** 2)
+        return out
+
+    res = jax.jit(lambda ks: jax.lax.map(member, ks))(jnp.asarray(keys))
+    return {k: np.asarray(v) for k, v in res.items()}

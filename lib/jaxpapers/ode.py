@@ -116,7 +116,7 @@ def sir_daily_incidence(beta, D, i0, *, days: int, population: float = 1.0, dt: 
     if abs(per_day - round(per_day)) > 1e-6 or round(per_day) < 1:
         raise ValueError(f"dt must divide one day (1/dt an integer), got dt={dt}")
     per_day = int(round(per_day))
-    i0 = jnp.asarray(i0, dtype=jnp.float32)
+    i0 = jnp.asarray(i0, dtype=jnp.result_type(float))  # float32, or float64 with jax_enable_x64
     y0 = jnp.stack([1.0 - i0, i0, jnp.zeros_like(i0)])
     _, ys = rk4(sir_rhs, y0, dt=dt, steps=days * per_day, save_every=per_day, args=(beta, D))
     return population * jnp.diff(ys[:, 2])

@@ -265,3 +265,177 @@ def fit_poisson(mean_fn: Callable, theta0, y, *, steps: int = 100, lower=None, u
     carry = (th0, objective(th0), jnp.asarray(damping, jnp.float32))
     (th, _, _), hist = jax.lax.scan(body, carry, None, length=int(steps))
     return th, hist
+
+
+def match_total(mean_fn: Callable, total, x0, *, steps: int = 3, lower=-jnp.inf, upper=jnp.inf):
+    """Moment match of a log-scale parameter: ``x`` with ``sum(mean_fn(x)) = total``.
+
+    For a mean that is (nearly) proportional to ``exp(x)`` -- an initial prevalence, a
+    rate's level -- each step sets ``x <- clip(x + log(total / sum(mean_fn(x))), lower,
+    upper)``; one step is exact for an exactly proportional mean. Pure (vmap it over
+    starting points). A multi-start fit uses it to put every start's expected total
+    count on the observed one, as a practitioner would.
+
+    Args:
+        mean_fn: ``x (scalar) -> lam (n,)``, positive means.
+        total: the target sum (``> 0``).
+        x0: the starting value of ``x``.
+        steps: fixed number of updates (static).
+        lower, upper: bounds on ``x``.
+
+    Returns:
+        ``x`` (a scalar).
+    """
+    _pos_int("steps", steps)
+    x = jnp.asarray(x0, jnp.float32)
+    for _ in range(int(steps)):
+        x = jnp.clip(x + jnp.log(total / jnp.sum(mean_fn(x))), lower, upper)
+    return x
+
+
+def profile_poisson_1d(mean_fn: Callable, y, x0, *, weights=None, steps: int = 6):
+    """Profile a scalar nuisance parameter out of a Poisson likelihood (Fisher scoring).
+
+    Starts from ``x0`` moved by the moment match ``log(sum w y / sum w lam)`` (see
+    :func:`match_total`), then takes ``steps`` Fisher-scoring steps
+    ``x <- x + sum(w dlam (y / lam - 1)) / sum(w dlam^2 / lam)`` (``dlam = d lam / d x``
+    by forward mode). Pure and fixed-length, so ``jax.vmap`` it over a grid of the other
+    parameters.
+
+    Args:
+        mean_fn: ``x (scalar) -> lam (n,)``, positive Poisson means.
+        y: ``(n,)`` counts.
+        x0: starting value.
+        weights: optional ``(n,)`` 0/1 weights (score an observation window only).
+        steps: Fisher-scoring steps (static).
+
+    Returns:
+        ``(nll, x, last_step)``: the profiled :func:`poisson_nll`, the maximiser, and the
+        size of the last step ``|x_k - x_{k-1}|`` (check it is small: converged).
+    """
+    _pos_int("steps", steps)
+    y = jnp.asarray(y, jnp.float32)
+    w = jnp.ones_like(y) if weights is None else jnp.asarray(weights, jnp.float32)
+    x = jnp.asarray(x0, jnp.float32)
+    x = x + jnp.log(jnp.sum(w * y) / jnp.sum(w * mean_fn(x)))
+    last = jnp.zeros_like(x)
+    for _ in range(int(steps)):
+        m, dm = jax.jvp(mean_fn, (x,), (jnp.ones_like(x),))
+        m = jnp.maximum(m, 1e-30)
+        last = jnp.sum(w * dm * (y / m - 1)) / jnp.sum(w * dm**2 / m)
+        x = x + last
+    return poisson_nll(mean_fn(x), y, w), x, jnp.abs(last)
+
+
+def matched_iid_subset(correct, target: float) -> np.ndarray:
+    """Indices of test items whose mean accuracy over models is about ``target`` (a fraction).
+
+    A control at matched accuracy for a stress test: it keeps every item some model
+    gets wrong (hardest first) and pads them with items every model gets right until the
+    mean accuracy is ``target``; when ``target`` is below the missed items' own mean it
+    keeps the hardest ``k`` items (at least 2). The subset is usually much smaller than
+    the stress test: compare statistics that do not depend on the number of items (the
+    permutation ratio of :func:`permutation_null_std`), or mind the lower power.
+
+    Args:
+        correct: ``(models, items)`` 0/1 scores on the i.i.d. test set.
+        target: the stress test's mean accuracy, in ``(0, 1]``.
+    """
+    c = np.asarray(correct, np.float64)
+    if c.ndim != 2 or c.shape[1] < 2:
+        raise ValueError(f"correct must have shape (models, items >= 2), got {c.shape}")
+    if not 0 < target <= 1:
+        raise ValueError(f"target must be in (0, 1], got {target}")
+    q = c.mean(0)
+    order = np.argsort(q, kind="stable")  # hardest first
+    hard, easy = order[q[order] < 1], order[q[order] == 1]
+    if len(hard) == 0:
+        return order
+    if target <= q[hard].mean():  # harder than all missed items together: the hardest k
+        k = int(np.searchsorted(np.cumsum(q[order]) / np.arange(1, len(q) + 1), target)) + 1
+        return order[: max(k, 2)]
+    if target >= 1:
+        return order
+    m = int(len(hard) * (q[hard].mean() - target) / (target - 1))  # easy items to add
+    return np.concatenate([hard, easy[: min(max(m, 0), len(easy))]])
+
+
+def _ranks(x, axis=-1):
+    from scipy import stats as sps
+
+    return sps.rankdata(x, axis=axis)
+
+
+def _corr_last(a, b):
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean(-1, keepdims=True)
+    den = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def rank_reliability(correct_sets, key, *, n_splits: int = 20, n_boot: int = 200):
+    """Reliability-corrected rank correlations of model accuracies between test sets.
+
+    A test set's ranking of the models is itself noisy (finitely many items). Its
+    *split-half reliability* is the Spearman correlation of the models' accuracies on two
+    random halves of its items, stepped up to the full length by Spearman--Brown,
+    ``2 r / (1 + r)``, and averaged over ``n_splits`` random splits. Two tests whose
+    rankings agreed perfectly in truth would still correlate only about
+    ``sqrt(rel_a rel_b)``; the *corrected* correlation ``rho_ab / sqrt(rel_a rel_b)``
+    (Spearman's disattenuation) estimates the agreement of the noise-free rankings.
+
+    The seeds (models) are resampled ``n_boot`` times with replacement, recomputing
+    correlations and reliabilities, for bootstrap intervals.
+
+    Args:
+        correct_sets: a sequence of ``(models, items_k)`` 0/1 arrays, the same models
+            (rows) scored on each test set.
+        key: PRNG key (item splits and model resamples).
+        n_splits: random half splits per test set.
+        n_boot: bootstrap resamples of the models.
+
+    Returns:
+        dict with ``rho`` ``(k, k)`` observed Spearman correlations, ``rel`` ``(k,)``
+        reliabilities, ``corrected`` ``(k, k)`` (``nan`` where a reliability is ``<= 0``),
+        and the bootstrap replicates ``rho_boot`` ``(n_boot, k, k)``, ``rel_boot``
+        ``(n_boot, k)``, ``corrected_boot`` ``(n_boot, k, k)``.
+    """
+    sets = [np.asarray(c, np.float64) for c in correct_sets]
+    if not sets or any(c.ndim != 2 or c.shape[1] < 4 for c in sets):
+        raise ValueError("correct_sets must be (models, items >= 4) arrays")
+    S = sets[0].shape[0]
+    if S < 3 or any(c.shape[0] != S for c in sets):
+        raise ValueError(f"every set must score the same models (>= 3), got {[c.shape for c in sets]}")
+    _pos_int("n_splits", n_splits)
+    _pos_int("n_boot", n_boot)
+    rng = numpy_rng(key)
+    acc = np.stack([c.mean(1) for c in sets])                     # (k, S)
+    halves = []
+    for c in sets:
+        n = c.shape[1]
+        h = np.empty((n_splits, 2, S))
+        for s in range(n_splits):
+            p = rng.permutation(n)
+            h[s, 0], h[s, 1] = c[:, p[: n // 2]].mean(1), c[:, p[n // 2:]].mean(1)
+        halves.append(h)
+    halves = np.stack(halves)                                     # (k, splits, 2, S)
+    boot = rng.integers(0, S, size=(n_boot, S))
+    idx = np.concatenate([np.arange(S)[None], boot])              # row 0: the data as observed
+
+    def reliability(h):                                           # h (k, splits, 2, B, S)
+        r = _corr_last(_ranks(h[:, :, 0]), _ranks(h[:, :, 1]))    # (k, splits, B)
+        return np.nanmean(2 * r / (1 + r), axis=1)                # (k, B)
+
+    rel = reliability(halves[..., idx])                           # (k, B + 1)
+    ra = _ranks(acc[:, idx])                                      # (k, B + 1, S)
+    rho = _corr_last(ra[:, None], ra[None, :])                    # (k, k, B + 1)
+    with np.errstate(invalid="ignore"):
+        ceil = np.sqrt(np.where(rel > 0, rel, np.nan))
+        corr = rho / (ceil[:, None] * ceil[None, :])
+    k = len(sets)
+    eye = np.eye(k, dtype=bool)[..., None]
+    rho, corr = np.where(eye, 1.0, rho), np.where(eye, 1.0, corr)
+    return dict(rho=rho[..., 0], rel=rel[:, 0], corrected=corr[..., 0],
+                rho_boot=np.moveaxis(rho[..., 1:], -1, 0), rel_boot=rel[:, 1:].T,
+                corrected_boot=np.moveaxis(corr[..., 1:], -1, 0))
