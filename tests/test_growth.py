@@ -277,3 +277,35 @@ def test_optimizer_state_carries_over_and_zero_slots_stay_zero():
     assert np.all(np.asarray(p["w1"])[:, 3:] == 0) and np.all(np.asarray(p["w2"])[3:] == 0)
     mom = np.asarray(st[0].trace["w2"])
     assert np.all(mom[3:] == 0) and np.any(mom[:3] != 0)
+
+
+# --------------------------------------------------------------------------- methods
+def test_growth_candidates_scaled_and_gradmax_is_best():
+    p = _params(seed=3, bias=False)
+    m = jax.random.normal(jax.random.PRNGKey(4), (4, 5))
+    top, uni, gau, sigma = growth.growth_candidates(m, p["w2"], 3, jax.random.PRNGKey(5), 2, 0.5, 7)
+    assert top.shape == (2, 5) and uni.shape == gau.shape == (7, 2, 5) and sigma.shape == (2,)
+    c = 0.5 * float(growth.mean_active_norm(p["w2"], 3))
+    for rows in (top[None], uni, gau):
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(rows), axis=-1), c, rtol=1e-5)
+    assert np.all(np.asarray(uni) >= 0)                                  # the official all-positive draws
+    g = lambda r: np.linalg.norm(np.asarray(m) @ np.asarray(r).T)        # noqa: E731  ||M W^T||_F
+    assert all(g(top) >= g(r) * (1 - 1e-6) for r in np.concatenate([uni, gau]))
+    np.testing.assert_allclose(g(top[:1]), c * float(sigma[0]), rtol=1e-5)
+    with pytest.raises(ValueError, match="n_draws"):
+        growth.growth_candidates(m, p["w2"], 3, jax.random.PRNGKey(5), 2, 0.5, 0)
+
+
+def test_grow_by_method_indices_traced():
+    p = _params(seed=6, bias=False)
+    m = jax.random.normal(jax.random.PRNGKey(7), (4, 5))
+    key = jax.random.PRNGKey(8)
+    top, uni, gau, _ = growth.growth_candidates(m, p["w2"], 3, key, 1, 1.0, 1)
+    f = jax.jit(lambda meth: growth.grow_by_method(p, 3, m, key, meth, 1, 1.0))
+    for meth, rows in ((0, top), (1, uni[0]), (2, gau[0])):
+        q, a = f(jnp.int32(meth))
+        assert int(a) == 4
+        np.testing.assert_allclose(np.asarray(q["w2"])[3:4], np.asarray(rows), rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(q["w1"]), np.asarray(p["w1"]))   # zero fan-in kept
+    q, a = f(jnp.int32(growth.METHOD_NONE))
+    assert int(a) == 3 and all(np.array_equal(np.asarray(q[n]), np.asarray(p[n])) for n in p)

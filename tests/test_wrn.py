@@ -137,3 +137,35 @@ def test_gradmax_growth_of_every_block_is_exact_and_function_preserving():
         wrn.wrn_grow(params, active, outs[:2])
     with pytest.raises(ValueError, match="callable"):
         wrn.wrn_gradient_matrices(params, x, None)
+
+
+def test_cifar_pipeline_smoke_on_random_tensors():
+    """The chapter's full-mode CIFAR path (train, grow by method, evaluate) on a tiny WRN-10 and random images."""
+    key = jax.random.PRNGKey(0)
+    x = jax.random.normal(key, (24, 8, 8, 3))
+    y = jax.random.randint(jax.random.PRNGKey(1), (24,), 0, 10)
+    small, a_small = wrn.init_wrn(jax.random.PRNGKey(2), 10, 1, grow_from=0.5)
+    big, a_big = wrn.init_wrn(jax.random.PRNGKey(2), 10, 1)
+    ks = tuple(int(k) for k in (a_big - a_small) // 2)
+    runs = 5                                              # GradMax, uniform, Gaussian, small, big
+    P = jax.tree_util.tree_map(lambda u, v: jnp.stack([u] * 4 + [v]), small, big)
+    A = jnp.stack([a_small] * 4 + [a_big])
+    tx = optax.sgd(0.01, momentum=0.9, nesterov=True)
+    O = jax.vmap(tx.init)(P)
+    xb, yb = wrn.augmented_batch(jax.random.PRNGKey(3), 0, x, y, 8)
+    assert xb.shape == (8, 8, 8, 3) and yb.shape == (8,)
+    P, O, ce = jax.jit(wrn.train_chunk, static_argnums=(6, 7, 8))(P, O, jnp.int32(0), x, y, key, tx, 8, 2)
+    assert ce.shape == (2, runs) and np.all(np.isfinite(np.asarray(ce)))
+    P2, A2, info = jax.jit(wrn.grow_runs, static_argnums=6)(P, A, jnp.arange(runs, dtype=jnp.int32), xb, yb, key, ks)
+    np.testing.assert_array_equal(np.asarray(A2), np.asarray(jnp.stack([a_small + jnp.asarray(ks)] * 3 + [a_small, a_big])))
+    assert np.abs(np.asarray(info["dloss"])).max() <= 1e-5            # function-preserving
+    slot, pred = np.asarray(info["slot"]), np.asarray(info["pred"])
+    np.testing.assert_allclose(slot[0], pred[0, :, 0], rtol=1e-3)      # GradMax: autodiff == eq. (C1)
+    assert np.all(pred[:3, :, 0] >= pred[:3, :, 1:].max(-1) * (1 - 1e-5))   # the theorem ||Mw|| <= sigma_1 ||w||
+    for r in (3, 4):                                                  # the baselines are left as they were
+        assert all(np.array_equal(np.asarray(u[r]), np.asarray(v[r]))
+                   for u, v in zip(jax.tree_util.tree_leaves(P2), jax.tree_util.tree_leaves(P)))
+    acc = np.asarray(wrn.test_accuracy(P2, x, x, y, 2, 8, 2, 8))
+    assert acc.shape == (runs,) and np.all((0 <= acc) & (acc <= 1))
+    with pytest.raises(ValueError, match="ks"):
+        wrn.grow_runs(P, A, jnp.arange(runs, dtype=jnp.int32), xb, yb, key, ks[:-1])

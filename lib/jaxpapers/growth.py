@@ -34,7 +34,8 @@ from jax import lax
 __all__ = [
     "relu_d0", "relu1", "init_padded_mlp", "mlp_apply", "dense_gradient_matrix", "skip_gradient_matrix",
     "exact_growth_matrix", "topk_directions", "random_directions", "mean_active_norm", "scale_directions",
-    "grow_dense", "slot_grad_norm",
+    "grow_dense", "slot_grad_norm", "growth_candidates", "grow_by_method", "METHOD_GRADMAX", "METHOD_UNIFORM",
+    "METHOD_GAUSSIAN", "METHOD_NONE",
 ]
 
 
@@ -271,3 +272,57 @@ def slot_grad_norm(grad_w1, active, k: int):
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= grad_w1.shape[1]:
         raise ValueError(f"k must be an integer in 1..{grad_w1.shape[1]}, got {k!r}")
     return jnp.linalg.norm(read_slots(grad_w1, 1, active, k))
+
+
+# --------------------------------------------------------------------------- methods
+#: Method indices of :func:`grow_by_method` (an integer, so that one compiled function serves every method).
+METHOD_GRADMAX, METHOD_UNIFORM, METHOD_GAUSSIAN, METHOD_NONE = 0, 1, 2, 3
+
+
+def growth_candidates(m, w_out, active, key, k: int, scale, n_draws: int):
+    """Every candidate growth at one checkpoint, scaled to ``scale × mean_active_norm(w_out, active)``.
+
+    Args:
+        m: the growth matrix ``M`` ``(d_in, d_out)`` (eq. 2).
+        w_out: the padded outgoing weights ``(H, d_out)`` (for the scale).
+        active: current width (may be traced).
+        key: PRNG key of the random draws.
+        k: neurons per growth.
+        scale: the ``mean_norm`` scale (may be traced).
+        n_draws: random draws of each kind.
+
+    Returns:
+        ``(top, uniform, gaussian, sigma)``: GradMax's rows ``(k, d_out)``, ``n_draws`` uniform
+        and ``n_draws`` Gaussian draws ``(n_draws, k, d_out)``, and the top-``k`` singular values.
+
+    Raises:
+        ValueError: ``n_draws`` not a positive integer (and as :func:`topk_directions`).
+    """
+    if not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    m = jnp.asarray(m)
+    top, sigma = topk_directions(m, k)
+    d_out = m.shape[1]
+    ku, kg = jax.random.split(key)
+    uni = jax.vmap(lambda kk: random_directions(kk, k, d_out, "uniform"))(jax.random.split(ku, n_draws))
+    gau = jax.vmap(lambda kk: random_directions(kk, k, d_out, "gaussian"))(jax.random.split(kg, n_draws))
+
+    def sc(d):
+        return scale_directions(d, w_out, active, scale)
+
+    return sc(top), jax.vmap(sc)(uni), jax.vmap(sc)(gau), sigma
+
+
+def grow_by_method(params, active, m, key, method, k: int, scale, n_draws: int = 1):
+    """Grow ``params`` by ``k`` neurons with the method index ``method`` (may be traced).
+
+    ``METHOD_GRADMAX`` (0) writes GradMax's rows, ``METHOD_UNIFORM`` (1) and ``METHOD_GAUSSIAN``
+    (2) the first random draw of :func:`growth_candidates`, and any index ``>= METHOD_NONE``
+    (3) leaves the network as it is (a fixed-width baseline). Returns ``(params, active)``.
+    """
+    top, uni, gau, _ = growth_candidates(m, params["w2"], active, key, k, scale, n_draws)
+    rows = jnp.stack([top, uni[0], gau[0]])[jnp.minimum(method, METHOD_GAUSSIAN)]
+    grown, new_active = grow_dense(params, active, rows)
+    keep = method >= METHOD_NONE
+    grown = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), params, grown)
+    return grown, jnp.where(keep, jnp.asarray(active, jnp.int32), new_active)

@@ -29,11 +29,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxpapers import growth, growth_conv, resnet
 
 __all__ = ["wrn_layout", "init_wrn", "wrn_forward", "wrn_apply", "population_stats",
-           "wrn_gradient_matrices", "wrn_grow"]
+           "wrn_gradient_matrices", "wrn_grow", "wrn_loss", "augmented_batch", "train_chunk",
+           "grow_runs", "test_accuracy"]
 
 BN_EPS = 1e-5
 
@@ -217,3 +219,125 @@ def wrn_grow(params, active, out_kernels):
         blocks.append(nb)
         new_active.append(a)
     return dict(params, blocks=blocks), jnp.stack(new_active)
+
+
+# --------------------------------------------------------------------------- CIFAR pipeline
+# The authors' CIFAR protocol as pure functions of stacked runs (a leading "run" axis on
+# every parameter), so that several methods train side by side on the same batches (vmap).
+def _xent(logits, y):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def wrn_loss(params, x, y, l2: float = 2e-4):
+    """``(cross-entropy + l2 · Σ kernel², cross-entropy)`` on one batch.
+
+    The L2 term covers every kernel and the head weights, not the BN parameters or the
+    head bias (Keras ``l2(2e-4)`` on the kernels, as in the authors' configs).
+    """
+    ce = _xent(wrn_apply(params, x), y)
+    reg = sum(jnp.sum(jnp.square(v)) for path, v in jax.tree_util.tree_leaves_with_path(params)
+              if not str(path[-1].key).startswith(("bn_", "head_b")))
+    return ce + l2 * reg, ce
+
+
+def augmented_batch(key, step, x, y, batch_size: int, augment: bool = True):
+    """Batch ``step`` of a per-epoch permutation of ``(x, y)``, with random 4-pixel-padded crops and flips.
+
+    ``step`` may be traced. ``x: (N, H, W, C)``; ``batch_size <= N``.
+    """
+    if not 1 <= batch_size <= x.shape[0]:
+        raise ValueError(f"batch_size must be in 1..{x.shape[0]}, got {batch_size!r}")
+    kp, ka = jax.random.split(key)
+    n = x.shape[0]
+    spe = n // batch_size
+    perm = jax.random.permutation(jax.random.fold_in(kp, step // spe), n)
+    idx = jax.lax.dynamic_slice(perm, ((step % spe) * batch_size,), (batch_size,))
+    xb, yb = x[idx], y[idx]
+    if augment:
+        kc, kf = jax.random.split(jax.random.fold_in(ka, step))
+        off = jax.random.randint(kc, (batch_size, 2), 0, 9)
+        xp = jnp.pad(xb, ((0, 0), (4, 4), (4, 4), (0, 0)))
+        xb = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), xb.shape[1:]))(xp, off)
+        xb = jnp.where(jax.random.bernoulli(kf, 0.5, (batch_size,))[:, None, None, None], xb[:, :, ::-1], xb)
+    return xb, yb
+
+
+def train_chunk(params, opt_state, step0, x, y, key, tx, batch_size: int, n: int, l2: float = 2e-4):
+    """``n`` optimiser steps of every run (leading axis), all runs on the same augmented batches.
+
+    Returns ``(params, opt_state, ce)`` with ``ce: (n, runs)`` the training cross-entropy.
+    ``tx``, ``batch_size`` and ``n`` are static under ``jit``.
+    """
+    def body(carry, t):
+        P, O = carry
+        xb, yb = augmented_batch(key, step0 + t, x, y, batch_size)
+
+        def one(p, o):
+            (_, ce), g = jax.value_and_grad(wrn_loss, has_aux=True)(p, xb, yb, l2)
+            u, o = tx.update(g, o, p)
+            return optax.apply_updates(p, u), o, ce
+
+        P, O, ce = jax.vmap(one)(P, O)
+        return (P, O), ce
+
+    (params, opt_state), ce = jax.lax.scan(body, (params, opt_state), jnp.arange(n))
+    return params, opt_state, ce
+
+
+def grow_runs(params, active, method, xb, yb, key, ks, scale=0.5):
+    """Grow every run by its method index (0 GradMax, 1 uniform, 2 Gaussian, >= 3 none).
+
+    Args:
+        params, active: stacked runs (``active: (runs, n_blocks)``).
+        method: ``(runs,)`` int32.
+        xb, yb: the growth batch (shared by all runs).
+        key: PRNG key of the random draws.
+        ks: channels added per block (a static tuple of ints).
+        scale: new outgoing kernels get ``scale ×`` the mean kernel norm (``mean_norm``).
+
+    Returns:
+        ``(params, active, info)``; ``info["dloss"]`` is the loss change on the growth batch,
+        ``info["pred"]: (runs, blocks, 3)`` the new channels' gradient predicted by eq. (C1)
+        for the GradMax, uniform and Gaussian candidates, and ``info["slot"]: (runs, blocks)``
+        the autodiff gradient norm of the channels actually grown.
+    """
+    ks = tuple(int(k) for k in ks)
+    if len(ks) != len(params["blocks"]) or min(ks) < 1:
+        raise ValueError(f"ks must give k >= 1 channels for each of the {len(params['blocks'])} blocks, got {ks}")
+
+    def one(p, a, m):
+        ms = wrn_gradient_matrices(p, xb, lambda lg: _xent(lg, yb))
+        outs, pred = [], []
+        for b, (M, blk) in enumerate(zip(ms, p["blocks"])):
+            cands = [growth_conv.conv_growth_directions(M, blk["conv2"], a[b], ks[b], scale, kind,
+                                                       jax.random.fold_in(key, 3 * b + i))
+                     for i, kind in enumerate(("gradmax", "uniform", "gaussian"))]
+            pred.append(jnp.stack([jnp.linalg.norm(M @ c.reshape(ks[b], -1).T) for c in cands]))
+            outs.append(jnp.stack(cands)[jnp.minimum(m, growth.METHOD_GAUSSIAN)])
+        q, a2 = wrn_grow(p, a, outs)
+        keep = m >= growth.METHOD_NONE
+        q = jax.tree_util.tree_map(lambda u, v: jnp.where(keep, u, v), p, q)
+
+        def loss(pp):
+            return _xent(wrn_apply(pp, xb), yb)
+
+        l_after, g = jax.value_and_grad(loss)(q)
+        slot = jnp.stack([growth_conv.conv_slot_grad_norm(g["blocks"][b]["conv1"], a[b], ks[b])
+                          for b in range(len(ks))])
+        return q, jnp.where(keep, a, a2), dict(dloss=l_after - loss(p), pred=jnp.stack(pred), slot=slot)
+
+    return jax.vmap(one)(params, active, method)
+
+
+def test_accuracy(params, x_train, x_test, y_test, n_stat: int, stat_batch: int, n_test: int, test_batch: int):
+    """Test accuracy of every run, BN statistics averaged over ``n_stat`` training batches of ``stat_batch``.
+
+    Uses the first ``n_test × test_batch`` test images. The four sizes are static under ``jit``.
+    """
+    def one(p):
+        stats = population_stats(p, x_train[:n_stat * stat_batch].reshape((n_stat, stat_batch) + x_train.shape[1:]))
+        xs = x_test[:n_test * test_batch].reshape((n_test, test_batch) + x_test.shape[1:])
+        pred = jax.lax.map(lambda xb: jnp.argmax(wrn_apply(p, xb, stats), -1), xs)
+        return jnp.mean(pred.reshape(-1) == y_test[:n_test * test_batch])
+
+    return jax.vmap(one)(params)
