@@ -222,6 +222,66 @@ def test_pressured_points_moves_only_masked_z_and_large_mu_flattens():
     assert float(jnp.abs(z3).max()) < 1e-3 and len(used3) >= 1 and used3[-1] >= mu_star
 
 
+def test_mu_schedule_starts_at_zero_and_scales_with_mu_star():
+    pi = jnp.array([0.5, -0.2, -0.6, 1.0])
+    mus = embed.mu_schedule(pi, (0.01, 3.0, 6))
+    assert mus[0] == 0.0 and len(mus) == 7
+    np.testing.assert_allclose(mus[1:], 0.3 * np.geomspace(0.01, 3.0, 6), rtol=1e-6)
+    assert embed.mu_schedule(jnp.array([1.0, 2.0]))[1] > 0  # no pressured point: still a valid grid
+
+
+def test_escape_vs_control_arms_budgets_and_masks():
+    x, p = _problem(n=40)
+    vg = embed.make_objective(jnp.asarray(p), "tsne", lam=1.0)
+    xs, _ = embed.minimize(vg, jnp.asarray(x), 200)
+    pr = embed.pressure(xs, p, "tsne", 1.0)
+    cfg = embed.EscapeConfig(steps_per_mu=10, final_steps=20)
+    p64 = np.asarray(p, np.float64)
+    out = embed.escape_vs_control(vg, xs, jax.random.PRNGKey(0), pr, cfg, arms=embed.ARMS,
+                                  energy_fn=lambda y: embed.objective_np(y, p64, "tsne"))
+    assert set(out["x"]) == set(embed.ARMS) | {"base", "control"}
+    assert out["n_lifted"] == int((pr < 0).sum()) and 0 < out["n_lifted"] < 40
+    np.testing.assert_allclose(out["mu_star"], float(jnp.max(-pr)) / 2, rtol=1e-6)
+    assert np.all(np.asarray(out["z0"])[np.asarray(out["mask"]) == 0] == 0)
+    # pp ran len(mus_used) stages; the restart arms ran as many; the control got the largest budget
+    assert out["budget"]["pp"] == len(out["mus_used"]) * 10 + 20 == out["budget"]["restart"]
+    assert out["budget"]["control"] == max(v for k, v in out["budget"].items() if k != "control")
+    assert all(y.shape == (40, 2) and np.all(np.isfinite(np.asarray(y))) for y in out["x"].values())
+    # L-BFGS restarts from a converged point stay where they are (to float32 resolution)
+    assert abs(out["E"]["restart"] - out["E"]["control"]) < 1e-4 * abs(out["E"]["control"])
+    # the same key gives the same result; only pp (and the control) when asked for pp alone
+    again = embed.escape_vs_control(vg, xs, jax.random.PRNGKey(0), pr, cfg, arms=("pp",))
+    assert set(again["x"]) == {"base", "pp", "control"}
+    np.testing.assert_allclose(np.asarray(again["x"]["pp"]), np.asarray(out["x"]["pp"]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="arms"):
+        embed.escape_vs_control(vg, xs, jax.random.PRNGKey(0), pr, cfg, arms=("pp", "lift-all"))
+    with pytest.raises(ValueError, match="pressure_values"):
+        embed.escape_vs_control(vg, xs, jax.random.PRNGKey(0), pr[:5], cfg)
+
+
+def test_escape_frees_points_stuck_behind_a_wall():
+    """1-D t-SNE: a fragment of A moved behind B stays there under L-BFGS; the lift brings it back."""
+    rng = np.random.default_rng(0)
+    per, nf = 40, 5
+    centers = np.zeros((3, 10))
+    centers[:, 0] = [0.0, 8.0, 16.0]
+    y = np.concatenate([c + rng.normal(size=(per, 10)) for c in centers]).astype(np.float32)
+    p = aff.joint(aff.entropic_affinities(y, 10.0)[0])
+    vg = embed.make_objective(p, "tsne")
+    lab = np.repeat(np.arange(3), per)
+    x0 = (3.0 * lab + 0.3 * rng.normal(size=3 * per)).astype(np.float32)[:, None]
+    xs = np.array(embed.minimize(vg, jnp.asarray(x0), 600)[0])
+    b = xs[per:2 * per, 0]
+    side = np.sign(xs[2 * per:, 0].mean() - b.mean())
+    xs[:nf, 0] = (b.max() if side > 0 else b.min()) + side * 0.5 * b.std() + 0.05 * rng.normal(size=nf)
+    x_stuck, _ = embed.minimize(vg, jnp.asarray(xs), 800)
+    p64 = np.asarray(p, np.float64)
+    out = embed.escape_vs_control(vg, x_stuck, jax.random.PRNGKey(1), embed.pressure(x_stuck, p, "tsne"),
+                                  embed.EscapeConfig(), arms=("pp",),
+                                  energy_fn=lambda x: embed.objective_np(x, p64, "tsne"))
+    assert out["E"]["pp"] < out["E"]["control"] * (1 - 0.01)
+
+
 def test_bad_inputs_raise():
     x, p = _problem(n=10)
     with pytest.raises(ValueError, match="kind"):

@@ -604,6 +604,127 @@ def pressured_points(vg: Callable, x, mask, z0, mus, steps_per_mu: int, memory: 
     return params["x"], params["z"] * mask, frames, used
 
 
+class EscapeConfig(NamedTuple):
+    """Schedule of the escape step and of its comparison arms (see :func:`escape_vs_control`)."""
+
+    mu_grid: tuple = (0.01, 3.0, 6)   # mu / mu* from 0.01 to 3 in 6 geometric steps (after mu = 0)
+    steps_per_mu: int = 30            # L-BFGS iterations per penalty value
+    final_steps: int = 80             # L-BFGS in d dimensions after z is dropped
+    z0_scale: float = 0.1             # initial lift: N(0, (z0_scale std X)^2)
+    z_tol: float = 1e-3               # keep raising mu until max |z| < z_tol std X
+
+
+ARMS = ("pp", "random", "all", "jitter", "restart")
+
+
+def mu_schedule(pressure_values, mu_grid=EscapeConfig().mu_grid) -> list:
+    """Penalties ``[0, mu* g_1, ..., mu* g_k]`` with mu* = max_n(-pressure_n) / 2 (eq. 6).
+
+    mu > mu* makes z = 0 stable point by point only (the diagonal test); the joint
+    condition, mu > -lambda_min(H_SS) / 2 on the lifted set S, can need more, which is
+    why :func:`pressured_points` keeps raising mu until z is back in the plane.
+    """
+    m = max(float(jnp.max(-jnp.asarray(pressure_values))) / 2, 1e-12)
+    return [0.0] + list(m * np.geomspace(*mu_grid))
+
+
+def restarted_minimize(vg: Callable, x0, n_stages: int, steps: int, final_steps: int, memory: int = 10):
+    """L-BFGS restarted ``n_stages`` times (``steps`` each, a fresh memory each time), then ``final_steps``.
+
+    The escape step's restarts without its extra dimension (the "restart" and "jitter" arms).
+    """
+    _pos_int("n_stages", n_stages)
+    x = jnp.asarray(x0)
+    for _ in range(n_stages):
+        x, _ = minimize(vg, x, steps, memory)
+    x, _ = minimize(vg, x, final_steps, memory)
+    return x
+
+
+def escape_vs_control(vg: Callable, x_base, key, pressure_values, cfg: EscapeConfig = EscapeConfig(),
+                      arms=("pp",), energy_fn: Callable | None = None):
+    """The escape step of eqs. (5)-(6) and its comparison arms, all from ``x_base``.
+
+    Arms (each ends with ``cfg.final_steps`` L-BFGS iterations in d dimensions):
+
+    * ``"pp"``: the pressured points (``pressure < 0``) get a free z from a random lift;
+    * ``"random"``: a random mask with as many points as ``"pp"`` lifts, the same z0;
+    * ``"all"``: every point gets a free z (anneal all of 3-D back to 2-D);
+    * ``"jitter"``: the pressured points jittered in the plane by the same scale, then the
+      same number of L-BFGS restarts as ``"pp"`` ran penalty stages;
+    * ``"restart"``: those restarts alone, from ``x_base``.
+
+    The **control** continues L-BFGS from ``x_base`` (one memory) for the largest budget
+    (iterations) that any arm used, so that no arm has more iterations than the control.
+
+    Args:
+        vg: objective from :func:`make_objective`; x_base: converged embedding ``(N, d)``.
+        key: PRNG key for the lift, the random mask and the jitter.
+        pressure_values: ``(N,)`` pressures of ``x_base`` (:func:`pressure`).
+        arms: a subset of :data:`ARMS`.
+        energy_fn: optional ``E(X) -> float`` (e.g. a float64 evaluation) applied to every result.
+
+    Returns:
+        dict with ``x`` (``{arm: X}``, including ``"control"`` and ``"base"``), ``budget``
+        (``{arm: iterations}``), ``E`` (``{arm: value}`` when ``energy_fn`` is given),
+        ``n_lifted``, ``mu_star``, ``mask``, ``z0`` (masked lift of ``"pp"``), ``frames`` and
+        ``mus_used`` of ``"pp"``.
+    """
+    arms = tuple(arms)
+    bad = [a for a in arms if a not in ARMS]
+    if bad or not arms:
+        raise ValueError(f"arms must be a non-empty subset of {ARMS}, got {arms!r}")
+    x_base = jnp.asarray(x_base)
+    n, d = x_base.shape
+    pi = jnp.asarray(pressure_values)
+    if pi.shape != (n,):
+        raise ValueError(f"pressure_values must have shape ({n},), got {pi.shape}")
+    mask = (pi < 0).astype(x_base.dtype)
+    n_lift = int(mask.sum())
+    sd = float(jnp.std(x_base))
+    k_z, k_perm, k_jit = jax.random.split(key, 3)
+    z0 = cfg.z0_scale * sd * jax.random.normal(k_z, (n,), x_base.dtype)
+    mus = mu_schedule(pi, cfg.mu_grid)
+    out = {"x": {"base": x_base}, "budget": {}, "n_lifted": n_lift, "mu_star": float(jnp.max(-pi)) / 2,
+           "mask": mask, "z0": z0 * mask, "frames": [], "mus_used": []}
+    n_stages = len(mus)
+
+    def lifted(m):
+        xe, _, frames, used = pressured_points(vg, x_base, m, z0, mus, cfg.steps_per_mu,
+                                               z_tol=cfg.z_tol * sd)
+        xe, _ = minimize(vg, xe, cfg.final_steps)
+        return xe, frames, used
+
+    if "pp" in arms:
+        xe, frames, used = lifted(mask)
+        out["x"]["pp"], out["frames"], out["mus_used"] = xe, frames, used
+        out["budget"]["pp"] = len(used) * cfg.steps_per_mu + cfg.final_steps
+        n_stages = len(used)
+    if "random" in arms:
+        perm = jax.random.permutation(k_perm, n)
+        m_r = jnp.zeros(n, x_base.dtype).at[perm[:n_lift]].set(1.0)
+        xe, _, used = lifted(m_r)
+        out["x"]["random"] = xe
+        out["budget"]["random"] = len(used) * cfg.steps_per_mu + cfg.final_steps
+    if "all" in arms:
+        xe, _, used = lifted(jnp.ones(n, x_base.dtype))
+        out["x"]["all"] = xe
+        out["budget"]["all"] = len(used) * cfg.steps_per_mu + cfg.final_steps
+    for arm in ("jitter", "restart"):
+        if arm in arms:
+            x0 = x_base
+            if arm == "jitter":
+                x0 = x_base + cfg.z0_scale * sd * jax.random.normal(k_jit, (n, d), x_base.dtype) * mask[:, None]
+            out["x"][arm] = restarted_minimize(vg, x0, n_stages, cfg.steps_per_mu, cfg.final_steps)
+            out["budget"][arm] = n_stages * cfg.steps_per_mu + cfg.final_steps
+    budget = max(out["budget"].values())
+    out["x"]["control"], _ = minimize(vg, x_base, budget)
+    out["budget"]["control"] = budget
+    if energy_fn is not None:
+        out["E"] = {a: float(energy_fn(x)) for a, x in out["x"].items()}
+    return out
+
+
 def kl_from_objective(e, p) -> float:
     """KL(P||Q) = E + sum P log P for the s-SNE / t-SNE objective at lam = 1 (float64)."""
     p = np.asarray(p, np.float64)
