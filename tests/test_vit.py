@@ -239,6 +239,45 @@ def test_memory_valid_equals_removed_tokens(model):
     np.testing.assert_allclose(none, zero, rtol=1e-5, atol=1e-6)
 
 
+def test_unmasked_single_pass_with_memory_columns_off_is_head_plus_class(model):
+    """The chapter's unmasked head + class baseline: an unmasked model whose memory columns are masked
+    out equals the unmasked model with no memory at all, and its memory gets zero gradient."""
+    p, x = model
+    t = make_task(p, 5, 3)
+    n_old = 1 + (8 // 4) ** 2
+    off = vit.memory_mask(n_old, [3], "none").at[:, n_old + 1:].set(False)
+    old_off, (new_off,) = vit.forward_single_pass(p, [t], x, off)
+    old_zero, (new_zero,) = vit.forward_single_pass(p, [dict(t, memory=t["memory"][:, :0])], x,
+                                                     vit.memory_mask(n_old, [0], "none"))
+    np.testing.assert_allclose(new_off, new_zero, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(old_off, old_zero, rtol=1e-5, atol=1e-6)
+    g = jax.grad(lambda task: vit.forward_single_pass(p, [task], x, off)[1][0].sum())(t)
+    assert float(jnp.abs(g["memory"]).max()) == 0.0 and float(jnp.abs(g["cls"]).max()) > 0
+    # unmasked, the old logits do depend on the new class token (the setting is destructive)
+    orig = vit.forward(p, x)
+    assert float(jnp.abs(old_zero - orig).max()) > 1e-4
+
+
+def test_class_stream_from_cached_keys_values_equals_new_streams(model):
+    p, x = model
+    t = make_task(p, 6, 3)
+    inputs, _ = vit.old_stream(p, x)
+    kv = vit.old_keys_values(p, inputs)
+    (ref,) = vit.new_streams(p, inputs, [t])
+    np.testing.assert_allclose(vit.class_stream(p, kv, t), ref, rtol=1e-5, atol=1e-5)
+    valid = jnp.array([True, False, True])
+    (ref_v,) = vit.new_streams(p, inputs, [t], memory_valid=[valid])
+    np.testing.assert_allclose(vit.class_stream(p, kv, t, valid), ref_v, rtol=1e-5, atol=1e-5)
+    g1 = jax.grad(lambda task: vit.class_stream(p, kv, task, valid).sum())(t)
+    g2 = jax.grad(lambda task: vit.new_streams(p, inputs, [task], memory_valid=[valid])[0].sum())(t)
+    np.testing.assert_allclose(g1["memory"], g2["memory"], rtol=1e-4, atol=1e-5)
+    assert float(jnp.abs(g1["memory"][:, 1]).max()) == 0.0
+    with pytest.raises(ValueError, match="old_kv"):
+        vit.class_stream(p, kv[:1], t)
+    with pytest.raises(ValueError, match="inputs"):
+        vit.old_keys_values(p, inputs[:1])
+
+
 def test_old_stream_caches_block_inputs(model):
     p, x = model
     inputs, z = vit.old_stream(p, x)

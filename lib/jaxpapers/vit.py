@@ -36,7 +36,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxpapers.attention import block, init_block, init_layer_norm, layer_norm
+from jaxpapers.attention import attention_weights, block, init_block, init_layer_norm, layer_norm, mlp
 
 MODES = ("concat", "extend", "none")
 
@@ -225,6 +225,71 @@ def new_streams(params: dict, inputs, tasks, *, mode: str = "concat", memory_val
             out, _ = block(blk, c[j][:, None], kv, mask=mask)
             new.append(out[:, 0])
         c = new
+    return c
+
+
+def _keys_values(blk: dict, tokens: jax.Array):
+    """Per-head keys and values of ``tokens`` (``(..., n, D)``) after the block's first layer norm."""
+    a, h = blk["attn"], layer_norm(blk["ln1"], tokens)
+    k = jnp.einsum("...nd,dhk->...nhk", h, a["wk"])
+    v = jnp.einsum("...nd,dhv->...nhv", h, a["wv"])
+    if "bk" in a:
+        k, v = k + a["bk"], v + a["bv"]
+    return k, v
+
+
+def old_keys_values(params: dict, inputs):
+    """The old tokens' per-layer keys and values, ``[(k_l, v_l)]`` with ``k_l: (batch, n_old, heads, key_size)``.
+
+    They do not depend on any new task, so a fine-tuning run can compute them once for the
+    whole dataset and hand them to :func:`class_stream`.
+    """
+    if len(inputs) != len(params["blocks"]):
+        raise ValueError(f"inputs must hold one array per block ({len(params['blocks'])}), got {len(inputs)}")
+    return [_keys_values(blk, z) for blk, z in zip(params["blocks"], inputs)]
+
+
+def class_stream(params: dict, old_kv, task: dict, memory_valid=None) -> jax.Array:
+    """One task's class-token state in concatenation mode, from precomputed old keys/values.
+
+    The same function as ``new_streams(params, inputs, [task])`` (equal up to float rounding,
+    not bit for bit): only the class token and the memory are projected at each layer, so a
+    training step costs a fraction of recomputing the old tokens' keys and values.
+
+    Args:
+        old_kv: from :func:`old_keys_values` (``depth`` pairs of ``(batch, n_old, heads, key_size)``).
+        task: a task dict (see :func:`init_task`).
+        memory_valid: optional boolean ``(m,)``; ``False`` slots are masked out.
+
+    Returns:
+        the final class-token state, ``(batch, D)``.
+    """
+    _check_tasks(params, [task])
+    if len(old_kv) != len(params["blocks"]):
+        raise ValueError(f"old_kv must hold one (k, v) pair per block ({len(params['blocks'])}), got {len(old_kv)}")
+    b, n_old = old_kv[0][0].shape[:2]
+    dim = params["pos"].shape[-1]
+    m = task["memory"].shape[1]
+    valid = jnp.ones((m,), bool) if memory_valid is None else jnp.asarray(memory_valid, bool)
+    mask = jnp.concatenate([jnp.ones((n_old + 1,), bool), valid])
+    c = jnp.broadcast_to(task["cls"] + params["pos"][0], (b, dim))
+    for l, blk in enumerate(params["blocks"]):
+        a = blk["attn"]
+        h = layer_norm(blk["ln1"], c[:, None])                       # (b, 1, D)
+        q = jnp.einsum("...nd,dhk->...nhk", h, a["wq"])
+        if "bq" in a:
+            q = q + a["bq"]
+        k_c, v_c = _keys_values(blk, c[:, None])
+        k_m, v_m = _keys_values(blk, task["memory"][l])             # (m, heads, ks): image-independent
+        k = jnp.concatenate([old_kv[l][0], k_c, jnp.broadcast_to(k_m, (b,) + k_m.shape)], axis=1)
+        v = jnp.concatenate([old_kv[l][1], v_c, jnp.broadcast_to(v_m, (b,) + v_m.shape)], axis=1)
+        w = attention_weights(q, k, mask=mask)
+        out = jnp.einsum("...qhv,hvo->...qo", jnp.einsum("...hqn,...nhv->...qhv", w, v), a["wo"])
+        if "bo" in a:
+            out = out + a["bo"]
+        x = c[:, None] + out
+        x = x + mlp(blk["mlp"], layer_norm(blk["ln2"], x))
+        c = x[:, 0]
     return c
 
 
