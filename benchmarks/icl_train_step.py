@@ -4,7 +4,8 @@
 
 Both sides do the same work per step: sample a batch of linear-regression tasks, run the
 LSA layer of eq. (1) (context-only keys/values, no softmax, no scaling), take the gradient
-of the query loss, clip it (global norm 1e-3) and apply Adam (b2 = 0.98). The JAX side is
+of the query loss, clip it (global norm 1e-3) and apply Adam (lr 1e-3, b2 = 0.98), from the
+authors' initialiser (``icl.init_lsa_fan_in``, VarianceScaling 0.002), as in the chapter. The JAX side is
 ``jaxpapers.train.make_step`` under ``jax.jit`` (steps chained in one ``lax.scan``); the
 NumPy side is a Python loop over steps with a hand-written backward pass, vectorised over
 the batch. The script first checks that the NumPy gradient equals ``jax.grad`` and then
@@ -65,7 +66,7 @@ def numpy_loss_and_grad(p, tokens, targets):
     return loss, grads
 
 
-def numpy_train(p, steps, batch, lr=2e-3, b1=0.9, b2=0.98, eps=1e-9, clip=1e-3, seed=0, fixed=None):
+def numpy_train(p, steps, batch, lr=1e-3, b1=0.9, b2=0.98, eps=1e-9, clip=1e-3, seed=0, fixed=None):
     rng = np.random.default_rng(seed)
     m = {k: np.zeros_like(v) for k, v in p.items()}
     s = {k: np.zeros_like(v) for k, v in p.items()}
@@ -87,21 +88,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=50)
     args = ap.parse_args()
-    params = icl.init_lsa(jax.random.PRNGKey(0), D, init_scale=0.2)
-
-    # 1. the NumPy gradient is the JAX gradient
+    # 1. the NumPy gradient is the JAX gradient (at a generic point, where gradients are not tiny)
+    generic = icl.init_lsa(jax.random.PRNGKey(0), D, init_scale=0.2)
     tokens, targets = numpy_tasks(np.random.default_rng(1), 64)
-    np_params = {k: np.asarray(v) for k, v in params.items()}
-    loss_np, g_np = numpy_loss_and_grad(np_params, tokens, targets)
+    loss_np, g_np = numpy_loss_and_grad({k: np.asarray(v) for k, v in generic.items()}, tokens, targets)
     loss_fn = lambda p: icl.regression_loss(icl.lsa_predict([p], jnp.asarray(tokens), N, DY), jnp.asarray(targets))
-    loss_jx, g_jx = jax.value_and_grad(loss_fn)(params)
+    loss_jx, g_jx = jax.value_and_grad(loss_fn)(generic)
     assert abs(loss_np - float(loss_jx)) < 1e-4 * abs(loss_np)
     for k in g_np:
         np.testing.assert_allclose(g_np[k], np.asarray(g_jx[k]), rtol=1e-3, atol=1e-6)
     print("NumPy backward pass matches jax.grad")
 
-    # 2. JAX: steps in one lax.scan, compiled once
-    tx = optax.chain(optax.clip_by_global_norm(1e-3), optax.adam(2e-3, b2=0.98, eps=1e-9))
+    # 2. JAX: steps in one lax.scan, compiled once, from the authors' initialiser
+    params = icl.init_lsa_fan_in(jax.random.PRNGKey(0), D, scale=0.002)
+    np_params = {k: np.asarray(v) for k, v in params.items()}
+    tx = optax.chain(optax.clip_by_global_norm(1e-3), optax.adam(1e-3, b2=0.98, eps=1e-9))
 
     def task_loss(p, key):
         tok, tgt, _ = sample_linear(key, args.batch)

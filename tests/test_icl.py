@@ -273,3 +273,57 @@ def test_bad_arguments():
         icl.init_sine_gd(KEY, eta=0.0)
     with pytest.raises(ValueError, match="even"):
         icl.sinusoidal_positions(3, 5)
+
+
+# ----------------------------------------------------------------------------- the authors' initialiser
+
+
+def test_fan_in_std_matches_the_authors_scale():
+    # VarianceScaling(0.002) with fan-in 11: sqrt(0.002 / 11) / 0.8796 = 0.0153 (not 0.002)
+    np.testing.assert_allclose(icl.fan_in_std(0.002, 11), 0.015330, rtol=1e-3)
+    np.testing.assert_allclose(icl.fan_in_std(0.002 / 3, 11), 0.008851, rtol=1e-3)
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="scale"):
+            icl.fan_in_std(bad, 11)
+    with pytest.raises(ValueError, match="fan_in"):
+        icl.fan_in_std(0.002, 0)
+
+
+def test_init_lsa_fan_in_is_a_truncated_normal_with_the_fan_in_std():
+    p = icl.init_lsa_fan_in(jax.random.PRNGKey(2), 11, scale=0.5, key_size=11, num_heads=2)
+    assert p["wq"].shape == p["wk"].shape == p["wv"].shape == (11, 2, 11) and p["wo"].shape == (2, 11, 11)
+    assert set(p) == {"wq", "wk", "wv", "wo"}
+    for name, fan_in in (("wq", 11), ("wk", 11), ("wv", 11), ("wo", 22)):
+        w = np.asarray(p[name])
+        std = icl.fan_in_std(0.5, fan_in)
+        assert np.abs(w).max() <= 2 * std * 1.0001  # truncated at two stddevs
+        np.testing.assert_allclose(w.std(), np.sqrt(0.5 / fan_in), rtol=0.12)  # variance = scale / fan_in
+    # four independent matrices
+    assert not np.allclose(np.asarray(p["wq"]), np.asarray(p["wk"]))
+    with pytest.raises(ValueError, match="d_model"):
+        icl.init_lsa_fan_in(KEY, 0)
+
+
+def test_effective_gamma_reads_the_construction():
+    p = icl.gd_construction(DX, 1, 5.0, N, gamma=1.7)
+    np.testing.assert_allclose(float(icl.effective_gamma(p, DX, N)), 1.7, rtol=1e-6)
+    np.testing.assert_allclose(float(icl.effective_eta(p, DX, N)), 5.0, rtol=1e-6)
+    # invariant under the scale symmetry
+    q = dict(p, wq=p["wq"] * 3.0, wo=p["wo"] / 3.0)
+    np.testing.assert_allclose(float(icl.effective_gamma(q, DX, N)), 1.7, rtol=1e-5)
+
+
+def test_fit_gdpp_beats_gd_and_recovers_gd_for_one_step():
+    tokens, targets, _ = sample_linear(jax.random.PRNGKey(4), 2_000)
+    gd2 = min(float(icl.regression_loss(icl.gd_predict(tokens, N, DX, e, steps=2), targets))
+              for e in np.arange(3.0, 9.0, 0.25))
+    etas, gammas, loss = icl.fit_gdpp(tokens, targets, N, DX, 2)
+    assert len(etas) == len(gammas) == 2 and etas[0] == etas[1] and gammas[0] == gammas[1]
+    assert gammas[0] > 0 and loss < 0.9 * gd2
+    pred = icl.gdpp_predict(tokens, N, DX, etas, gammas)
+    np.testing.assert_allclose(float(icl.regression_loss(pred, targets)), loss, rtol=1e-5)
+    etas_ns, gammas_ns, loss_ns = icl.fit_gdpp(tokens, targets, N, DX, 2, shared=False)
+    assert gammas_ns[-1] == 0.0 and loss_ns <= loss * 1.001
+    # one step: GD++ is GD, and the fit finds the optimal learning rate of eq. (4)
+    etas1, _, _ = icl.fit_gdpp(tokens, targets, N, DX, 1, shared=False)
+    np.testing.assert_allclose(etas1[0], icl.gd_optimal_eta(DX, N), rtol=0.1)

@@ -64,10 +64,55 @@ def init_lsa(key: jax.Array, d_model: int, *, key_size: int | None = None, num_h
     """Random LSA parameters (an ``init_mha`` dict, value size = key size, no biases).
 
     ``key_size`` defaults to ``d_model``; ``init_scale`` is the weights' standard
-    deviation (the authors use ``0.002 / num_layers``).
+    deviation (plain normal). The authors' initialiser is :func:`init_lsa_fan_in`,
+    where their ``0.002 / num_layers`` is a *variance scale*, not a standard deviation.
     """
     key_size = d_model if key_size is None else key_size
     return attention.init_mha(key, d_model, num_heads, key_size, init_scale=init_scale)
+
+
+# std of a unit normal truncated to [-2, 2] (the factor Haiku and Keras divide by)
+_TRUNC_STD = 0.87962566103423978
+
+
+def fan_in_std(scale: float, fan_in: int) -> float:
+    """The ``stddev`` that ``VarianceScaling(scale, "fan_in", "truncated_normal")`` passes to its normal.
+
+    ``sqrt(scale / fan_in) / 0.8796``: for the authors' ``scale = 0.002`` and fan-in 11
+    this is 0.0153 (0.0089 for ``0.002 / 3``). The normal is truncated at two of these, so
+    the weights themselves have variance ``scale / fan_in`` (std 0.0135 for 0.002 and 11).
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite positive number, got {scale!r}")
+    _pos_int("fan_in", fan_in)
+    return math.sqrt(scale / fan_in) / _TRUNC_STD
+
+
+def init_lsa_fan_in(key: jax.Array, d_model: int, *, scale: float = 0.002, key_size: int | None = None,
+                    num_heads: int = 1) -> dict:
+    """The authors' initialiser: ``hk.initializers.VarianceScaling(scale)`` on four separate matrices.
+
+    Each of ``wq, wk, wv`` (fan-in ``d_model``) and ``wo`` (fan-in ``heads * key_size``) is a
+    normal with ``stddev = fan_in_std(scale, fan_in)`` truncated to ``[-2, 2] * stddev``, so
+    its variance is ``scale / fan_in``. The authors pass ``scale = 0.002 / num_layers``
+    (paper App. A.12; ``transformer.py``): ``scale`` is a variance scale, not a std.
+
+    Returns:
+        An ``init_mha``-style dict (value size = key size, no biases).
+    """
+    _pos_int("d_model", d_model)
+    _pos_int("num_heads", num_heads)
+    key_size = d_model if key_size is None else key_size
+    _pos_int("key_size", key_size)
+    kq, kk, kv, ko = jax.random.split(key, 4)
+
+    def tn(k, shape, fan_in):
+        return fan_in_std(scale, fan_in) * jax.random.truncated_normal(k, -2.0, 2.0, shape, jnp.float32)
+
+    return {"wq": tn(kq, (d_model, num_heads, key_size), d_model),
+            "wk": tn(kk, (d_model, num_heads, key_size), d_model),
+            "wv": tn(kv, (d_model, num_heads, key_size), d_model),
+            "wo": tn(ko, (num_heads, key_size, d_model), num_heads * key_size)}
 
 
 def lsa_layer(params: dict, tokens: jax.Array, n_context: int, *, damping: float = 1.0) -> jax.Array:
@@ -208,6 +253,38 @@ def gdpp_predict(tokens: jax.Array, n_context: int, d_x: int, etas, gammas) -> j
     return pred
 
 
+def fit_gdpp(tokens: jax.Array, targets: jax.Array, n_context: int, d_x: int, steps: int, *,
+             shared: bool = True, eta0: float = 6.0, gamma0: float = 0.5) -> tuple[list, list, float]:
+    """Fit GD++ hyper-parameters on given tasks by Nelder–Mead (the authors train them with Adam).
+
+    ``shared=True`` fits one ``(η, γ)`` for all ``steps`` (a weight-shared stack);
+    ``shared=False`` one pair per step (a non-shared stack). The last
+    step's ``γ`` never affects the prediction and is fixed to 0 when not shared (``2 * steps - 1``
+    numbers).
+
+    Returns:
+        ``(etas, gammas, loss)``: per-step lists of floats and the fitted loss.
+    """
+    import numpy as np
+    import scipy.optimize
+
+    _check_tokens(tokens, n_context, d_x)
+    _pos_int("steps", steps)
+
+    def unpack(hp):
+        if shared:
+            return [hp[0]] * steps, [hp[1]] * steps
+        return [hp[2 * k] for k in range(steps)], [hp[2 * k + 1] for k in range(steps - 1)] + [0.0]
+
+    loss = jax.jit(lambda hp: regression_loss(gdpp_predict(tokens, n_context, d_x, *unpack(hp)), targets))
+    x0 = np.array([eta0, gamma0] if shared else [eta0, gamma0] * (steps - 1) + [eta0], np.float64)
+    res = scipy.optimize.minimize(lambda hp: float(loss(jnp.asarray(hp, jnp.float32))), x0=x0,
+                                  method="Nelder-Mead",
+                                  options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 400 * x0.size})
+    etas, gammas = unpack([float(v) for v in res.x])
+    return [float(e) for e in etas], [float(g) for g in gammas], float(res.fun)
+
+
 # ----------------------------------------------------------------------------- analytic optimum
 
 
@@ -277,6 +354,21 @@ def effective_eta(params: dict, d_x: int, n_context: int) -> jax.Array:
     m_xx = jnp.mean(jnp.diagonal(m[0, :d_x, :d_x]))
     v_yy = jnp.mean(jnp.diagonal(v[0, d_x:, d_x:]))
     return -n_context * m_xx * v_yy
+
+
+def effective_gamma(params: dict, d_x: int, n_context: int) -> jax.Array:
+    """The GD++ ``γ`` read off a trained single-head layer (:func:`gdpp_predict`'s scale).
+
+    ``γ = -N · mean diag(M_xx) · mean diag(V_xx)``; for ``gd_construction(..., gamma=γ)``
+    this returns ``γ`` exactly. The layer then moves inputs by ``x <- (I - γ Σ̂) x`` with
+    ``Σ̂ = X^T X / N``; on the paper's scale ``x <- (I - γ' X X^T) x`` (App. A.10) it is
+    ``γ' = γ / N``.
+    """
+    _single_head(params)
+    m, v = weight_products(params)
+    m_xx = jnp.mean(jnp.diagonal(m[0, :d_x, :d_x]))
+    v_xx = jnp.mean(jnp.diagonal(v[0, :d_x, :d_x]))
+    return -n_context * m_xx * v_xx
 
 
 def normalise_products(params: dict, d_x: int) -> tuple[jax.Array, jax.Array]:
