@@ -48,3 +48,29 @@ def logits(phi_query: jax.Array, protos: jax.Array) -> jax.Array:
 def linear_weights(protos: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The equivalent linear layer: ``W = 2 μᵀ: (F, n_way)`` and ``b = -‖μ_c‖²: (n_way,)``."""
     return 2 * protos.T, -jnp.sum(protos**2, -1)
+
+
+def joint_logits(embed, support_x: jax.Array, support_y: jax.Array, query_x: jax.Array,
+                 n_way: int) -> jax.Array:
+    """One ProtoNet episode with support and queries embedded in **one** call of ``embed``.
+
+    With a batch-statistics network (batch norm in training mode) the embedding of a
+    sample depends on its batch; common ProtoNet practice embeds the support and the
+    queries together, so both see the same normalisation.
+
+    Args:
+        embed: ``(B, ...) -> (B, F)``.
+        support_x: ``(n, ...)``; support_y: ``(n,)`` ints in ``[0, n_way)``; query_x: ``(m, ...)``.
+        n_way: number of classes.
+
+    Returns:
+        ``(m, n_way)`` logits ``-‖φ(x) - μ_c‖²``.
+    """
+    if support_x.shape[1:] != query_x.shape[1:]:
+        raise ValueError(f"support and query samples must have the same shape, got {support_x.shape[1:]} "
+                         f"and {query_x.shape[1:]}")
+    n = support_x.shape[0]
+    phi = embed(jnp.concatenate([support_x, query_x]))
+    if phi.ndim != 2 or phi.shape[0] != n + query_x.shape[0]:
+        raise ValueError(f"embed must map (B, ...) to (B, F), got {phi.shape}")
+    return logits(phi[n:], prototypes(phi[:n], support_y, n_way))
