@@ -146,6 +146,16 @@ def test_not_reproduced_needs_a_pin_a_failing_rule_and_a_holding_pin():
         _claim(Ledger("ch"), verdict="not reproduced at this scale", pin=within(1.0, 0, 2))
 
 
+def test_a_rule_that_passes_with_its_control_has_not_shown_the_effect():
+    strong = paired_bound([1.2, 0.9, 1.4, 1.1, 0.8])
+    # "not reproduced" stays consistent when the control passes as well ...
+    c = _claim(Ledger("ch"), control=strong, verdict="not reproduced at this scale", pin=within(1.0, 0, 2))
+    assert c.problem == ""
+    # ... but a "reproduced" verdict then fails
+    with pytest.raises(ClaimFailed, match="negative control passes"):
+        _claim(Ledger("ch"), control=strong)
+
+
 def test_claim_argument_checks():
     ledger = Ledger("ch")
     with pytest.raises(ValueError, match="verdict"):

@@ -554,14 +554,19 @@ def _paper_text(paper) -> str:
 def _problem(c: Claim) -> str:
     """Why this record fails, or ``""``."""
     problems = []
+    control_passes = c.control is not None and c.control.passed
     if c.kind == "claim" and c.verdict not in PASSING_VERDICTS:
-        if c.decision.passed:
-            problems.append(f"the rule now holds, so the verdict {c.verdict!r} is stale ({c.decision.message()})")
+        # A claim reproduces only when its rule holds *and* its negative control does not: a rule
+        # that passes together with its control has not shown the effect, so the verdict stands.
+        if c.decision.passed and not control_passes:
+            problems.append(f"the rule now holds and its control does not, so the verdict {c.verdict!r} "
+                            f"is stale ({c.decision.message()})")
         if c.pin is not None and not c.pin.passed:
             problems.append(f"the pinned statistic left its measured range ({c.pin.message()})")
-    elif not c.decision.passed:
+        return "; ".join(problems)
+    if not c.decision.passed:
         problems.append(c.decision.message())
-    if c.control is not None and c.control.passed:
+    if control_passes:
         problems.append("the negative control passes too, so the rule cannot tell the effect from its "
                         f"absence (control: {c.control.message()})")
     return "; ".join(problems)
