@@ -69,7 +69,10 @@ def _gate(cell) -> str | None:
 
 
 def is_self_check(cell) -> bool:
-    return cell["cell_type"] == "code" and re.search(r"\bcheck\s*\(", "".join(_lines(cell))) is not None
+    """A code cell that calls the self-check ``check.check(...)`` (or a bare ``check(...)``); a
+    ledger's ``ledger.check(...)`` records a claim and is not a self-check."""
+    return cell["cell_type"] == "code" and re.search(
+        r"(?:\bcheck\.check|(?<![\w.])check)\s*\(", "".join(_lines(cell))) is not None
 
 
 def student_notebook(nb: dict) -> dict:
