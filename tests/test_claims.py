@@ -253,3 +253,17 @@ def test_study_range_and_load_study_errors():
     assert claims.study_range([0.1, 0.3], widen=0.5) == pytest.approx((0.0, 0.4))
     with pytest.raises(ValueError, match="no seed study"):
         claims.load_study("no-such-chapter")
+
+
+def test_study_report_lists_every_claim_and_rejects_bad_input():
+    rows = [{"id": "gain", "statement": "s", "verdict": "reproduced", "rule": "r", "seed_env": str(k),
+             "decision": {"estimate": e, "statistic": e, "passed": e > 0.5},
+             "control": {"passed": k == 2}} for k, e in enumerate([0.4, 0.9, 1.2])]
+    text = claims.study_report({"command": "python tools/seed_study.py x --seeds 0-2", "claims": claims.collect(rows)})
+    assert "--seeds 0-2" in text
+    assert "rule held on 2 of 3 seeds; control passed on 1" in text
+    assert "0.4" in text and "1.2" in text
+    with pytest.raises(ValueError, match="seed study"):
+        claims.study_report({"command": "x"})
+    with pytest.raises(ValueError, match="seed study"):
+        claims.study_report([1, 2])

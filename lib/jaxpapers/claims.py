@@ -607,6 +607,28 @@ def study_range(values: Sequence[float], *, widen: float = 0.0) -> tuple[float, 
     return lo - pad, hi + pad
 
 
+def study_report(study: dict) -> str:
+    """A seed study as text: its command, then per claim its verdict, on how many seeds the rule
+    held, how often its negative control passed, and the range of its estimate.
+
+    ``study`` is what :func:`load_study` returns.
+
+    Raises:
+        ValueError: ``study`` has no ``claims`` mapping.
+    """
+    rows = study.get("claims") if isinstance(study, dict) else None
+    if not isinstance(rows, dict):
+        raise ValueError("expected a seed study (a dict with a 'claims' mapping), see load_study")
+    lines = [f"seed study: {study.get('command', '?')} ({study.get('date', '?')}, jax {study.get('jax', '?')}, "
+             f"{study.get('machine', '?')})"]
+    width = max((len(cid) for cid in rows), default=0)
+    for cid, e in rows.items():
+        ctrl = f"; control passed on {e['control_passed']}" if e.get("control_passed") else ""
+        lines.append(f"{cid:<{width}}  {e['verdict']:<29} rule held on {e['passed']} of {e['n']} seeds{ctrl}; "
+                     f"estimate {_fmt(e['min'], 4)} to {_fmt(e['max'], 4)}")
+    return "\n".join(lines)
+
+
 def collect(rows: Iterable[dict]) -> dict[str, dict]:
     """Summarise logged ledger rows (one per claim per seed) into per-claim statistics.
 
