@@ -75,3 +75,22 @@ def test_dry_run_settings_are_checked(monkeypatch, env, value):
 def test_steps_rejects_bad_lengths(bad):
     with pytest.raises(ValueError):
         config.steps(**bad)
+
+
+def test_sized_is_smaller_only_in_the_cpu_dry_run(monkeypatch):
+    monkeypatch.setenv("BOOK_SCALE", "full")
+    monkeypatch.delenv("BOOK_DRY_RUN", raising=False)
+    monkeypatch.delenv("BOOK_DRY_FRACTION", raising=False)
+    assert config.sized(fast=500, full=70_000, dry=2_000) == 70_000
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    assert config.sized(fast=500, full=70_000, dry=2_000) == 2_000        # the CPU dry run
+    assert config.cpu_dry_run()
+    monkeypatch.setenv("BOOK_DRY_FRACTION", "0.002")
+    assert config.sized(fast=500, full=70_000, dry=2_000) == 70_000       # the probe keeps the full size
+    assert not config.cpu_dry_run()
+    monkeypatch.setenv("BOOK_SCALE", "fast")
+    monkeypatch.setenv("BOOK_DRY_FRACTION", "0")
+    assert config.sized(fast=500, full=70_000, dry=2_000) == 500          # never larger than the mode's size
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError):
+            config.sized(fast=bad, full=10, dry=1)

@@ -115,6 +115,31 @@ def steps(fast: int, full: int, *, minimum: int = 2) -> int:
     return min(length, max(minimum, round(length * dry_fraction())))
 
 
+def sized(fast: int, full: int, *, dry: int) -> int:
+    """:func:`pick` for a data or model size whose cost grows faster than linearly (an exact
+    :math:`O(N^2)` step, say), with ``dry`` instead in the CPU dry run.
+
+    The CPU dry run (``BOOK_DRY_RUN=1`` at fraction 0) only shows that the full-mode code path
+    executes, so it may use a smaller size; the probe (a fraction above 0) keeps the full size,
+    so its projection of the full-mode time stays right.
+
+    Raises:
+        ValueError: a size that is not a positive integer.
+    """
+    for name, v in (("fast", fast), ("full", full), ("dry", dry)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    size = pick(fast, full)
+    return min(size, dry) if cpu_dry_run() else size
+
+
+def cpu_dry_run() -> bool:
+    """``True`` in the CPU dry run (``BOOK_DRY_RUN=1`` at fraction 0), which only shows that the
+    full-mode code path executes: a chapter may then use smaller sizes (:func:`sized`) or fewer
+    grid points; the probe (a fraction above 0) runs the full sizes."""
+    return dry_run() and dry_fraction() == 0
+
+
 def device_report() -> str:
     """One line naming the JAX version, backend and devices, for a chapter's setup cell."""
     import jax  # imported here so that ``config`` stays importable without jax

@@ -43,10 +43,10 @@ NAMES = ("cifar10", "cifar100", *IDX_SOURCES, "omniglot")
 SIZES = {
     # name: (tiny, full) examples -- CIFAR: per training batch and test; MNIST: train, test;
     # Omniglot: (background classes, evaluation classes), 20 drawings each.
-    "cifar10": ((20, 20), (10_000, 10_000)),
+    "cifar10": ((64, 32), (10_000, 10_000)),  # tiny: more than one batch of 128 images
     "cifar100": ((200, 100), (50_000, 10_000)),
     "mnist": ((64, 32), (60_000, 10_000)),
-    "omniglot": ((6, 4), (964, 659)),
+    "omniglot": ((30, 20), (964, 659)),  # tiny: enough classes for 20-way episodes on either side
 }
 
 
