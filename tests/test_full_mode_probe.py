@@ -56,7 +56,7 @@ def test_dry_run_executes_the_full_mode_path_offline(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), "--dry-run", str(nb),
                              "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed, 0 failed" in result.stdout
+    assert "chapters that ran: 1 of 1" in result.stdout
     rec = json.loads(out.read_text())["99-probe"]
     assert rec["ok"] and rec["report"]["platform"] == "cpu" and rec["report"]["max_rss_bytes"] > 0
 
@@ -84,4 +84,4 @@ def test_a_failing_chapter_fails_the_dry_run(tmp_path):
     nb.write_text(json.dumps(data))
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), "--dry-run", str(nb)],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "broken full mode" in result.stdout and "0 passed, 1 failed" in result.stdout
+    assert result.returncode == 1 and "broken full mode" in result.stdout and "chapters that ran: 0 of 1; failed: 99-probe.ipynb" in result.stdout
