@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/tsne_compare.py                       # digits (N = 1,797) and MNIST-1D (N = 10,000)
     .venv/bin/python benchmarks/tsne_compare.py --datasets digits --iters 300      # a short run
-    .venv/bin/python benchmarks/tsne_compare.py --iters-large 500   # what the chapter records
+    .venv/bin/python benchmarks/tsne_compare.py --iters-large 500   # equal steps: timings and a fair KL column
+    .venv/bin/python benchmarks/tsne_compare.py --library-defaults --iters-large 500   # the chapter's timing table
     .venv/bin/python benchmarks/tsne_compare.py --datasets digits --n-digits 300 --iters 300   # a quick check
 
 For each dataset and implementation it prints the wall time and the process CPU time (all
