@@ -113,6 +113,23 @@ def test_chapter_conventions(nb_path):
     assert "sys.path" not in code
 
 
+@pytest.mark.parametrize("nb_path", CHAPTERS, ids=lambda p: p.name)
+def test_every_chapter_has_a_committed_seed_study(nb_path):
+    """Tolerances come from a seed study that tools/seed_study.py regenerates: one per chapter,
+    made from more than one seed, whose claim ids are the chapter's ledger ids."""
+    path = ROOT / "lib" / "jaxpapers" / "studies" / f"{nb_path.stem}.json"
+    assert path.is_file(), f"no seed study: run tools/seed_study.py {nb_path.relative_to(ROOT)} --seeds 0-4"
+    study = json.loads(path.read_text(encoding="utf-8"))
+    assert len(study["runs"]) >= 2, f"{path.name}: a seed study needs at least two seeds"
+    assert nb_path.name in study["command"]
+    code = "\n".join(source(c) for c in code_cells(load(nb_path)))
+    # a claim id appears in the code as a string (stated directly or through a loop of ids); smoke runs
+    # may name themselves from their experiment's label
+    unknown = sorted(cid for cid, e in study["claims"].items() if e["verdict"] != "smoke run"
+                     and f'"{cid}"' not in code and f"'{cid}'" not in code)
+    assert not unknown, f"{path.name} records claims the chapter no longer states: {unknown}; rerun the study"
+
+
 # Words about how the book is made (issues, planning notes, development runs) do not belong on
 # a page a reader sees.
 PROCESS_WORDS = re.compile(
