@@ -19,6 +19,8 @@ import os
 import platform
 from typing import TypeVar
 
+from jaxpapers._validate import positive_int
+
 SCALES = ("fast", "full")
 ENV_VAR = "BOOK_SCALE"
 
@@ -107,8 +109,7 @@ def steps(fast: int, full: int, *, minimum: int = 2) -> int:
         ValueError: a length or ``minimum`` that is not a positive integer.
     """
     for name, v in (("fast", fast), ("full", full), ("minimum", minimum)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        positive_int(name, v)
     length = pick(fast, full)
     if not dry_run():
         return length
@@ -127,8 +128,7 @@ def sized(fast: int, full: int, *, dry: int) -> int:
         ValueError: a size that is not a positive integer.
     """
     for name, v in (("fast", fast), ("full", full), ("dry", dry)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        positive_int(name, v)
     size = pick(fast, full)
     return min(size, dry) if cpu_dry_run() else size
 
