@@ -267,3 +267,27 @@ def test_study_report_lists_every_claim_and_rejects_bad_input():
         claims.study_report({"command": "x"})
     with pytest.raises(ValueError, match="seed study"):
         claims.study_report([1, 2])
+
+
+def test_study_pin_widens_the_measured_range_and_fails_without_a_study(monkeypatch):
+    monkeypatch.delenv("BOOK_SCALE", raising=False)
+    study = {"scale": "fast", "claims": {"gain": {"estimate": [1.0, 3.0, 2.0]}}}
+    # margin = max(pad, widen * spread): spread 2, so widen 3 gives 6 and pad 10 wins over widen 1
+    assert claims.study_pin(study, "gain", 2.5, what="g").threshold == pytest.approx((1.0, 3.0))
+    assert claims.study_pin(study, "gain", 2.5, what="g", widen=3.0).threshold == pytest.approx((-5.0, 9.0))
+    assert claims.study_pin(study, "gain", 2.5, what="g", widen=1.0, pad=10.0).threshold == pytest.approx((-9.0, 13.0))
+    assert claims.study_pin(study, "gain", 3.0, what="g").passed
+    assert not claims.study_pin(study, "gain", 3.01, what="g").passed
+    assert not claims.study_pin(study, "gain", 0.99, what="g").passed
+    # nothing measured: the pin fails and says what is missing
+    for bad, why in [(None, "no seed study"), ({"scale": "fast", "claims": {}}, "no claim 'gain'"),
+                     ({"scale": "full", "claims": study["claims"]}, "scale 'full'")]:
+        d = claims.study_pin(bad, "gain", 2.0, what="g")
+        assert not d.passed and why in d.rule
+    monkeypatch.setenv("BOOK_SCALE", "full")
+    assert not claims.study_pin(study, "gain", 2.0, what="g").passed
+    assert claims.study_pin({"scale": "full", "claims": study["claims"]}, "gain", 2.0, what="g").passed
+    with pytest.raises(ValueError, match="widen and pad"):
+        claims.study_pin(study, "gain", 2.0, what="g", pad=-1.0)
+    with pytest.raises(ValueError, match="number"):
+        claims.study_pin(study, "gain", "x", what="g")

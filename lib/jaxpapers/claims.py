@@ -607,6 +607,43 @@ def study_range(values: Sequence[float], *, widen: float = 0.0) -> tuple[float, 
     return lo - pad, hi + pad
 
 
+def study_pin(study: dict | None, claim_id: str, value, *, what: str, widen: float = 0.0,
+              pad: float = 0.0, unit: str = "") -> Decision:
+    """Pin ``value`` to the range the committed seed study measured for ``claim_id``.
+
+    The range is the study's ``min`` to ``max`` of that claim's estimate, widened on each side by
+    ``max(pad, widen * (max - min))``: a study of a few seeds under-estimates the spread, and the
+    same seed moves on another CPU or JAX generation. ``study`` is what :func:`load_study`
+    returns, or ``None`` when there is none.
+
+    With no study, no entry for the claim, or a study made at another scale than the one running
+    (``jaxpapers.config.scale()``), the range is NaN and the pin fails: a statistic nobody measured
+    is never pinned to anything, and the message says which study to run.
+
+    Raises:
+        ValueError: ``widen`` or ``pad`` is negative, or ``value`` is not a number.
+    """
+    from . import config
+
+    if widen < 0 or pad < 0:
+        raise ValueError(f"widen and pad must be >= 0, got widen={widen}, pad={pad}")
+    v = _scalar("value", value)
+    entry, missing = None, ""
+    if not isinstance(study, dict):
+        missing = "no seed study"
+    elif study.get("scale", config.scale()) != config.scale():
+        missing = f"the seed study is of scale {study.get('scale')!r}, not {config.scale()!r}"
+    else:
+        entry = (study.get("claims") or {}).get(claim_id)
+        missing = "" if entry else f"the seed study has no claim {claim_id!r}"
+    if entry is None:
+        return within(v, float("nan"), float("nan"), what=f"{what} ({missing}: run tools/seed_study.py)",
+                      unit=unit)
+    lo, hi = study_range(entry["estimate"])
+    margin = max(pad, widen * (hi - lo))
+    return within(v, lo - margin, hi + margin, what=what, unit=unit)
+
+
 def study_report(study: dict) -> str:
     """A seed study as text: its command, then per claim its verdict, on how many seeds the rule
     held, how often its negative control passed, and the range of its estimate.
