@@ -183,6 +183,16 @@ def test_checks_fail_loudly_and_label_themselves():
         ledger.check("exact2", "equals GD", at_most(1e-3, 1e-5, what="max |diff|"))
 
 
+def test_a_claim_displays_as_its_table_row():
+    pretty = pytest.importorskip("IPython.lib.pretty")
+    ledger = Ledger("ch")
+    c = ledger.check("exact", "equals GD", at_most(1e-7, 1e-5, what="max |diff|"))
+    shown = pretty.pretty(c)
+    assert shown == c.text() == ledger.text()
+    assert shown.startswith("[check passed] exact: equals GD") and "max |diff| <= 1e-05 -> holds" in shown
+    assert "Claim(" not in shown
+
+
 def test_dry_run_records_but_never_raises(monkeypatch):
     monkeypatch.setenv(claims.DRY_RUN_ENV, "1")
     c = _claim(Ledger("ch"), rule=paired_bound([0.3, -0.2, 0.5, -0.4, 0.1]))

@@ -323,6 +323,26 @@ class Claim:
     def ours(self) -> str:
         return self.decision.summary()
 
+    def text(self) -> str:
+        """This record as the lines of the paper-vs-ours text table."""
+        lines = [f"[{self.verdict}] {self.id}: {self.statement}"]
+        if self.kind == "claim":
+            lines.append(f"    paper: {self.paper or '-'} ({self.source})")
+        lines.append(f"    ours:  {self.ours()}" + (f"  [{self.seeds}]" if self.seeds else ""))
+        lines.append(f"    rule:  {self.decision.rule} -> {'holds' if self.decision.passed else 'does not hold'}")
+        if self.control is not None:
+            lines.append(f"    negative control{' (' + self.control_label + ')' if self.control_label else ''}: "
+                         f"{self.control.summary()} -> {'passes (!)' if self.control.passed else 'does not pass'}")
+        if self.pin is not None:
+            lines.append(f"    pinned: {self.pin.rule} -> {'holds' if self.pin.passed else 'fails'}")
+        if self.note:
+            lines.append(f"    note:  {self.note}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        # a notebook cell that ends with ledger.claim(...) shows the record as the table prints it
+        p.text(self.text())
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ours"] = self.ours()
@@ -470,21 +490,7 @@ class Ledger:
 
     def text(self) -> str:
         """The paper-vs-ours table as plain text."""
-        lines = []
-        for c in self.claims:
-            lines.append(f"[{c.verdict}] {c.id}: {c.statement}")
-            if c.kind == "claim":
-                lines.append(f"    paper: {c.paper or '-'} ({c.source})")
-            lines.append(f"    ours:  {c.ours()}" + (f"  [{c.seeds}]" if c.seeds else ""))
-            lines.append(f"    rule:  {c.decision.rule} -> {'holds' if c.decision.passed else 'does not hold'}")
-            if c.control is not None:
-                lines.append(f"    negative control{' (' + c.control_label + ')' if c.control_label else ''}: "
-                             f"{c.control.summary()} -> {'passes (!)' if c.control.passed else 'does not pass'}")
-            if c.pin is not None:
-                lines.append(f"    pinned: {c.pin.rule} -> {'holds' if c.pin.passed else 'fails'}")
-            if c.note:
-                lines.append(f"    note:  {c.note}")
-        return "\n".join(lines)
+        return "\n".join(c.text() for c in self.claims)
 
     def html(self) -> str:
         """The paper-vs-ours table as HTML, with the records embedded for the claims board."""
