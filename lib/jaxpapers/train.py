@@ -7,7 +7,9 @@ The loop is written once and used by every chapter:
   ``lax.scan``, so the whole loop compiles once;
 * :func:`fit` wraps it for notebooks: it jit-compiles, optionally cuts the run
   into equal chunks to show a progress bar (full mode), and returns NumPy
-  histories.
+  histories;
+* :func:`fit_vmapped` does the same for a stack of runs (seeds, methods) trained
+  side by side in one ``jax.vmap``.
 
 The loss function receives the parameters and a fresh PRNG key every step, so
 the same loop serves synthetic tasks (sample a batch from the key) and fixed
@@ -154,6 +156,73 @@ def fit_state(loss_fn, params, tx, key, steps, *, chunks=1, progress=False, stat
         parts.append(jax.device_get(hist))
     history = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
     return state, history
+
+
+def stack_states(states) -> TrainState:
+    """Stack a list of :class:`TrainState` (one per run) along a new leading axis, for :func:`fit_vmapped`."""
+    states = list(states)
+    if not states:
+        raise ValueError("stack_states needs at least one TrainState")
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
+
+
+def fit_vmapped(loss_fn: Callable, tx: optax.GradientTransformation, states: TrainState, steps: int, *,
+                chunks: int = 1, aux=None, snapshot: Callable | None = None, progress: bool = False):
+    """Train a stack of runs (seeds, methods) side by side: one ``jax.vmap`` of :func:`scan_fit`.
+
+    Args:
+        loss_fn: ``loss_fn(params, key)``, or ``loss_fn(params, key, aux_r)`` when ``aux`` is given
+            (per-run data: run ``r`` sees the ``r``-th slice of every leaf of ``aux``); it may
+            return ``(loss, metrics)`` as in :func:`scan_fit`.
+        tx: the optax optimiser every run uses.
+        states: a :class:`TrainState` whose leaves carry a leading run axis (:func:`stack_states`,
+            or ``jax.vmap(init_state ...)``).
+        steps: optimiser steps per run.
+        chunks: cut the run into this many equal jitted scans (``steps`` must be divisible by it);
+            the chunk function compiles once. ``snapshot`` is taken before every chunk.
+        aux: optional per-run pytree, vmapped with ``states``.
+        snapshot: optional ``snapshot(params) -> anything``, called on the stacked parameters
+            before each chunk (frames of an animation, checkpoints).
+        progress: show a ``tqdm`` bar over chunks (full mode's long runs).
+
+    Returns:
+        ``(states, history, snapshots)``: the final stacked state, a dict of NumPy arrays of shape
+        ``(runs, steps)`` (``"loss"``, ``"grad_norm"`` and the loss's metrics), and the list of
+        snapshots (empty without ``snapshot``).
+
+    Raises:
+        ValueError: ``steps`` or ``chunks`` is not a positive integer, ``chunks`` does not divide
+            ``steps``, or the leaves of ``states`` (and ``aux``) disagree on the number of runs.
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(chunks, (int, np.integer)) or chunks < 1 or steps % chunks:
+        raise ValueError(f"chunks must be a positive divisor of steps={steps}, got {chunks!r}")
+    leaves = jax.tree_util.tree_leaves(states) + jax.tree_util.tree_leaves(aux)
+    sizes = {int(np.shape(a)[0]) if np.ndim(a) else None for a in leaves}
+    if not leaves or None in sizes or len(sizes) != 1:
+        raise ValueError("every leaf of states (and aux) needs the same leading run axis, got sizes "
+                         f"{sorted(s for s in sizes if s is not None)}{' and scalars' if None in sizes else ''}")
+    n = int(steps) // int(chunks)
+    if aux is None:
+        run = jax.jit(jax.vmap(lambda s: scan_fit(loss_fn, tx, s, n)))
+        call = lambda s: run(s)  # noqa: E731
+    else:
+        run = jax.jit(jax.vmap(lambda s, a: scan_fit(lambda p, k: loss_fn(p, k, a), tx, s, n)))
+        call = lambda s: run(s, aux)  # noqa: E731
+    it = range(int(chunks))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"training ({steps} steps)", unit="chunk")
+    parts, snaps = [], []
+    for _ in it:
+        if snapshot is not None:
+            snaps.append(snapshot(states.params))
+        states, hist = call(states)
+        parts.append(jax.device_get(hist))
+    history = {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=1) for k in parts[0]}
+    return states, history, snaps
 
 
 def evaluate(fn: Callable, *args, **kwargs):
