@@ -136,12 +136,16 @@ def fit(
     return state.params, history
 
 
-def fit_state(loss_fn, params, tx, key, steps, *, chunks=1, progress=False, state=None):
-    """Like :func:`fit`, but return the final :class:`TrainState` instead of the parameters."""
+def _check_steps_chunks(steps, chunks) -> None:
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not isinstance(chunks, (int, np.integer)) or chunks < 1 or steps % chunks:
         raise ValueError(f"chunks must be a positive divisor of steps={steps}, got {chunks!r}")
+
+
+def fit_state(loss_fn, params, tx, key, steps, *, chunks=1, progress=False, state=None):
+    """Like :func:`fit`, but return the final :class:`TrainState` instead of the parameters."""
+    _check_steps_chunks(steps, chunks)
     if state is None:
         state = init_state(params, tx, key)
     run = jax.jit(lambda s: scan_fit(loss_fn, tx, s, steps // chunks))
@@ -194,10 +198,7 @@ def fit_vmapped(loss_fn: Callable, tx: optax.GradientTransformation, states: Tra
         ValueError: ``steps`` or ``chunks`` is not a positive integer, ``chunks`` does not divide
             ``steps``, or the leaves of ``states`` (and ``aux``) disagree on the number of runs.
     """
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not isinstance(chunks, (int, np.integer)) or chunks < 1 or steps % chunks:
-        raise ValueError(f"chunks must be a positive divisor of steps={steps}, got {chunks!r}")
+    _check_steps_chunks(steps, chunks)
     leaves = jax.tree_util.tree_leaves(states) + jax.tree_util.tree_leaves(aux)
     sizes = {int(np.shape(a)[0]) if np.ndim(a) else None for a in leaves}
     if not leaves or None in sizes or len(sizes) != 1:
@@ -205,8 +206,7 @@ def fit_vmapped(loss_fn: Callable, tx: optax.GradientTransformation, states: Tra
                          f"{sorted(s for s in sizes if s is not None)}{' and scalars' if None in sizes else ''}")
     n = int(steps) // int(chunks)
     if aux is None:
-        run = jax.jit(jax.vmap(lambda s: scan_fit(loss_fn, tx, s, n)))
-        call = lambda s: run(s)  # noqa: E731
+        call = jax.jit(jax.vmap(lambda s: scan_fit(loss_fn, tx, s, n)))
     else:
         run = jax.jit(jax.vmap(lambda s, a: scan_fit(lambda p, k: loss_fn(p, k, a), tx, s, n)))
         call = lambda s: run(s, aux)  # noqa: E731
