@@ -263,6 +263,9 @@ def test_study_range_and_load_study_errors():
     assert claims.study_range([0.1, 0.3], widen=0.5) == pytest.approx((0.0, 0.4))
     with pytest.raises(ValueError, match="no seed study"):
         claims.load_study("no-such-chapter")
+    assert claims.load_study("no-such-chapter", missing_ok=True) is None
+    assert claims.load_study("04-hypertransformer", missing_ok=True)["claims"]  # a committed one still loads
+    assert "no seed study" in claims.study_report(None)
 
 
 def test_study_report_lists_every_claim_and_rejects_bad_input():
