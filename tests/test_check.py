@@ -57,3 +57,20 @@ def test_nothing_is_logged_by_default(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     check("a", 1.0, 1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_processes_logging_at_once_write_whole_lines(tmp_path):
+    """Notebooks run in parallel share one log: every record stays one valid JSON line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "checks.jsonl"
+    code = ("import numpy as np\nfrom jaxpapers.check import check\n"
+            "for i in range(20):\n    check(f'n{i}', np.arange(3000.0), np.arange(3000.0))\n")  # ~70 kB a record
+    env = dict(os.environ, JAXPAPERS_CHECK_LOG=str(log))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL) for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 80 and all(r["ok"] and len(r["answer"]) == 3000 for r in rows)
