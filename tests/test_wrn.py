@@ -169,3 +169,30 @@ def test_cifar_pipeline_smoke_on_random_tensors():
     assert acc.shape == (runs,) and np.all((0 <= acc) & (acc <= 1))
     with pytest.raises(ValueError, match="ks"):
         wrn.grow_runs(P, A, jnp.arange(runs, dtype=jnp.int32), xb, yb, key, ks[:-1])
+
+
+def test_growth_protocol_runs_the_five_methods_side_by_side():
+    """The chapter's CIFAR protocol on a tiny WRN-10 and random images: shapes, widths, preservation."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (32, 8, 8, 3))
+    y = jax.random.randint(jax.random.PRNGKey(1), (32,), 0, 10)
+    out = wrn.growth_protocol(jax.random.PRNGKey(2), x, y, x[:16], y[:16], seeds=2, steps=6, batch_size=8, lr=0.05,
+                              warmup=1, first=2, every=2, growths=2, grow_from=0.5, chunk=4, depth=10)
+    _, a_small = wrn.init_wrn(jax.random.PRNGKey(0), 10, 1, grow_from=0.5)
+    _, a_big = wrn.init_wrn(jax.random.PRNGKey(0), 10, 1)
+    assert out["acc_steps"] == [2, 4, 6]
+    for s in range(2):
+        assert out["curves"][s].shape == (6, 5) and np.all(np.isfinite(out["curves"][s]))
+        assert out["acc"][s].shape == (3, 5) and np.all((0 <= out["acc"][s]) & (out["acc"][s] <= 1))
+        np.testing.assert_array_equal(out["active"][s], np.stack([a_big] * 3 + [a_small, a_big]))
+        assert len(out["grow"][s]) == 2
+        for info in out["grow"][s]:
+            assert np.abs(info["dloss"]).max() <= 1e-5
+            np.testing.assert_allclose(info["slot"][0], info["pred"][0, :, 0], rtol=1e-3)
+    assert not np.allclose(out["curves"][0], out["curves"][1])           # the seeds differ
+    for kw, match in ((dict(first=6), "growth"), (dict(batch_size=64), "batch_size"), (dict(growths=0), "growths"),
+                      (dict(seeds=0), "seeds")):
+        args = dict(seeds=1, steps=6, batch_size=8, lr=0.05, warmup=1, first=2, every=2, growths=2, grow_from=0.5,
+                    chunk=4, depth=10)
+        args.update(kw)
+        with pytest.raises(ValueError, match=match):
+            wrn.growth_protocol(jax.random.PRNGKey(2), x, y, x[:16], y[:16], **args)

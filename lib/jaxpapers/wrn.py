@@ -35,7 +35,7 @@ from jaxpapers import growth, growth_conv, resnet
 
 __all__ = ["wrn_layout", "init_wrn", "wrn_forward", "wrn_apply", "population_stats",
            "wrn_gradient_matrices", "wrn_grow", "wrn_loss", "augmented_batch", "train_chunk",
-           "grow_runs", "test_accuracy"]
+           "grow_runs", "test_accuracy", "PROTOCOL_METHODS", "growth_protocol"]
 
 BN_EPS = 1e-5
 
@@ -341,3 +341,86 @@ def test_accuracy(params, x_train, x_test, y_test, n_stat: int, stat_batch: int,
         return jnp.mean(pred.reshape(-1) == y_test[:n_test * test_batch])
 
     return jax.vmap(one)(params)
+
+
+PROTOCOL_METHODS = ("gradmax", "uniform", "gaussian", "small", "big")
+_train_chunk_jit = jax.jit(train_chunk, static_argnums=(6, 7, 8))
+_grow_runs_jit = jax.jit(grow_runs, static_argnums=(6,))
+_test_accuracy_jit = jax.jit(test_accuracy, static_argnums=(4, 5, 6, 7))
+
+
+def growth_protocol(key, x_train, y_train, x_test, y_test, *, seeds: int, steps: int, batch_size: int,
+                    lr: float, warmup: int, first: int, every: int, growths: int, grow_from: float = 0.25,
+                    scale: float = 0.5, l2: float = 2e-4, chunk: int = 500, depth: int = 28, widen: int = 1,
+                    progress: bool = False) -> dict:
+    """GradMax's image protocol: for each seed, five WRNs trained side by side on the same batches.
+
+    The runs (:data:`PROTOCOL_METHODS`) are GradMax, random-uniform and random-Gaussian growth from
+    ``grow_from`` × the final inner width, and the small and big fixed-width baselines. SGD with
+    Nesterov momentum 0.9 and a linear warm-up (``warmup`` steps) to ``lr``, then cosine decay over
+    ``steps``; growth at steps ``first, first + every, …`` (``growths`` of them, each adding
+    ``1 / growths`` of the missing channels, run at the highest matmul precision so that the
+    closed-form check holds on GPUs too). After every segment the test accuracy of every run is
+    measured (BN statistics from up to 10 training batches of 500). The data are passed to the
+    compiled functions as arguments, never baked into them.
+
+    Returns:
+        ``{"curves": [(steps, 5)], "acc": [(growths + 1, 5)], "grow": [[info per growth]],
+        "acc_steps": [step of each evaluation], "active": [(5, n_blocks)]}``, one list entry per
+        seed; ``info`` is :func:`grow_runs`'s (``dloss``, ``pred``, ``slot``).
+
+    Raises:
+        ValueError: a growth at or after the last step, sizes below 1, or a batch larger than the
+        training set.
+    """
+    for name, v in (("seeds", seeds), ("steps", steps), ("first", first), ("every", every), ("growths", growths),
+                    ("chunk", chunk), ("warmup", warmup)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "warmup" else 1):
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    n_tr, n_te = x_train.shape[0], x_test.shape[0]
+    if not 1 <= batch_size <= n_tr:
+        raise ValueError(f"batch_size must be in 1..{n_tr}, got {batch_size!r}")
+    grow_at = [first + g * every for g in range(growths)]
+    if grow_at[-1] >= steps:
+        raise ValueError(f"the last growth (step {grow_at[-1]}) must come before the last step ({steps})")
+    bounds = [0] + grow_at + [steps]
+    chunk = min(int(chunk), int(np.gcd.reduce(np.diff(bounds))))  # one compiled chunk length
+    stat_bs = min(500, n_tr)
+    test_bs = min(1000, n_te)
+    eval_args = (max(1, min(10, n_tr // stat_bs)), stat_bs, n_te // test_bs, test_bs)
+    tx = optax.sgd(optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps), momentum=0.9, nesterov=True)
+    methods = jnp.arange(len(PROTOCOL_METHODS), dtype=jnp.int32)
+    out = {"curves": [], "acc": [], "grow": [], "acc_steps": bounds[1:], "active": []}
+    for seed in range(int(seeds)):
+        kk = jax.random.split(jax.random.fold_in(key, seed), 3)
+        small, a_small = init_wrn(kk[0], depth, widen, grow_from=grow_from)
+        big, a_big = init_wrn(kk[0], depth, widen)
+        ks = tuple(int(k) for k in (a_big - a_small) // growths)
+        P = jax.tree_util.tree_map(lambda u, v: jnp.stack([u] * 4 + [v]), small, big)
+        A = jnp.stack([a_small] * 4 + [a_big])
+        O = jax.vmap(tx.init)(P)
+        curves, accs, infos = [], [], []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, desc=f"seed {seed}")
+        for g in range(len(bounds) - 1):
+            for s0 in range(bounds[g], bounds[g + 1], chunk):
+                P, O, ce = _train_chunk_jit(P, O, jnp.int32(s0), x_train, y_train, kk[1], tx, batch_size, chunk, l2)
+                curves.append(np.asarray(ce))
+                if bar is not None:
+                    bar.update(chunk)
+            accs.append(np.asarray(_test_accuracy_jit(P, x_train, x_test, y_test, *eval_args)))
+            if g < len(grow_at):
+                xb, yb = augmented_batch(jax.random.fold_in(kk[2], g), jnp.int32(g), x_train, y_train, batch_size)
+                with jax.default_matmul_precision("highest"):
+                    P, A, info = _grow_runs_jit(P, A, methods, xb, yb, jax.random.fold_in(kk[2], 1000 + g), ks, scale)
+                infos.append(jax.device_get(info))
+        if bar is not None:
+            bar.close()
+        out["curves"].append(np.concatenate(curves))
+        out["acc"].append(np.stack(accs))
+        out["grow"].append(infos)
+        out["active"].append(np.asarray(A))
+    return out
