@@ -81,3 +81,19 @@ def test_digits_shapes_dtypes_range():
     x2, y2 = data.load("digits")
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
+
+
+def test_cache_files_built_by_processes_at_once_stay_whole(tmp_path):
+    """Notebooks run in parallel may build the same cache file at once: every reader gets a whole file."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nfrom jaxpapers.data import images\n"
+            "x, y = images.load_cached('race', lambda: (np.ones((400, 28, 28), np.float32), np.arange(400)))\n"
+            "assert x.shape == (400, 28, 28) and int(y.sum()) == 79800\n")
+    env = dict(os.environ, JAXPAPERS_CACHE=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE) for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["race.npz"]  # no temporary file left behind

@@ -30,6 +30,27 @@ LOADERS = {
 }
 
 
+def save_npz(path, *, compressed: bool = False, **arrays) -> None:
+    """Write ``arrays`` to ``path`` (``.npz``) through a temporary file of its own, renamed into place.
+
+    Several processes (notebooks run in parallel) may build the same cache file at once: each
+    writes its own temporary file and the rename is atomic, so a reader never sees a partial file.
+    """
+    import tempfile
+
+    import numpy as np
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def cache_dir() -> Path:
     """Directory for cached ``.npz`` files (created on first use)."""
     path = Path(os.environ.get("JAXPAPERS_CACHE") or Path.home() / ".cache" / "jaxpapers")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpapers.data import cache_dir, fetch
+from jaxpapers.data import cache_dir, fetch, save_npz
 from jaxpapers.data.animals import _ArrayUnpickler
 
 URLS = {
@@ -160,9 +160,7 @@ def load_cifar(name: str = "cifar10"):
         with np.load(npz) as z:
             return _as_float(tuple(z[k] for k in ("x_train", "y_train", "x_test", "y_test")))
     arrays = _parse_uint8(download(name), name)
-    tmp = npz.with_name(npz.stem + ".tmp.npz")
-    np.savez(tmp, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
-    tmp.replace(npz)
+    save_npz(npz, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
     return _as_float(arrays)
 
 

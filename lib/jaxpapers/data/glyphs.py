@@ -237,7 +237,7 @@ def load_omniglot(size: int = 28, urls=OMNIGLOT_URLS):
     Raises ``OSError`` when offline: callers fall back to
     :func:`make_glyphs`.
     """
-    from jaxpapers.data import cache_dir
+    from jaxpapers.data import cache_dir, save_npz
     from jaxpapers.data.fetch import download
 
     _positive_int("size", size)
@@ -253,7 +253,5 @@ def load_omniglot(size: int = 28, urls=OMNIGLOT_URLS):
         parts.append(parse_omniglot_zip(local, size))
     n = min(p.shape[1] for p in parts)
     images = np.concatenate([p[:, :n] for p in parts])
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, images=images)
-    tmp.replace(path)
+    save_npz(path, compressed=True, images=images)
     return images

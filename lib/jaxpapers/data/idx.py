@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpapers.data import cache_dir
+from jaxpapers.data import cache_dir, save_npz
 from jaxpapers.data.fetch import download, md5  # noqa: F401  (md5: re-exported for callers and tests)
 
 #: IDX type code (third magic byte) -> big-endian NumPy dtype.
@@ -164,9 +164,7 @@ def load_mnist_family(name: str, *, allow_download: bool = True):
             download([m + fname for m in mirrors], path, checksum)
         arrays.append(read_idx(path))
     out = parse_mnist_family(*arrays)  # validate before caching
-    tmp = cache.with_name(f"{name}.tmp.npz")
-    np.savez(tmp, **dict(zip(keys, arrays)))
-    os.replace(tmp, cache)
+    save_npz(cache, **dict(zip(keys, arrays)))
     return out
 
 

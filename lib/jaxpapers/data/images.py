@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpapers.data import cache_dir
+from jaxpapers.data import cache_dir, save_npz
 
 
 def load_digits():
@@ -55,9 +55,7 @@ def load_cached(name: str, build):
         with np.load(path) as z:
             return z["images"], z["labels"]
     images, labels = build()
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, images=images, labels=labels)
-    tmp.replace(path)
+    save_npz(path, compressed=True, images=images, labels=labels)
     return images, labels
 
 
