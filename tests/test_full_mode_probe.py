@@ -85,3 +85,11 @@ def test_a_failing_chapter_fails_the_dry_run(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), "--dry-run", str(nb)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "broken full mode" in result.stdout and "chapters that ran: 0 of 1; failed: 99-probe.ipynb" in result.stdout
+
+
+def test_error_line_names_the_error_not_the_rule_of_dashes():
+    message = ("An error occurred while executing the following cell:\n------------------\nx = f()\n"
+               "------------------\n\n\x1b[31mValueError\x1b[39m: bad size (3)\n-------------------\n")
+    assert probe_tool._error_line(message) == "ValueError: bad size (3)"
+    assert probe_tool._error_line("Kernel died") == "Kernel died"
+    assert probe_tool._error_line("") == "?"

@@ -72,6 +72,16 @@ def project(t1: float, t2: float, f1: float, f2: float) -> dict:
     return {"projected_s": t1 + (1 - f1) * work, "fixed_s": fixed, "work_s": work, "resolved": True}
 
 
+def _error_line(message: str) -> str:
+    """The line of a cell error that names it (``ValueError: ...``), ANSI colours removed; else the last line."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in message.strip().splitlines()]
+    lines = [ln for ln in lines if ln and set(ln) != {"-"}]
+    named = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt)\b", ln)]
+    return ((named or lines or ["?"])[-1])[:400]
+
+
 def execute(notebook: Path, env: dict, timeout: int) -> dict:
     """Run ``notebook`` under ``env``; return wall seconds, success, the device report, the error."""
     import nbformat
@@ -86,8 +96,8 @@ def execute(notebook: Path, env: dict, timeout: int) -> dict:
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(notebook.parent)}}).execute()
-    except Exception as err:  # report which cell failed; the caller decides
-        error = (str(err).strip().splitlines() or ["?"])[-1][:400]
+    except Exception as err:  # report the error line (nbclient's message ends with a rule of dashes)
+        error = _error_line(str(err))
     finally:
         os.environ.clear()
         os.environ.update(saved)
