@@ -92,4 +92,8 @@ def test_error_line_names_the_error_not_the_rule_of_dashes():
                "------------------\n\n\x1b[31mValueError\x1b[39m: bad size (3)\n-------------------\n")
     assert probe_tool._error_line(message) == "ValueError: bad size (3)"
     assert probe_tool._error_line("Kernel died") == "Kernel died"
+    timeout = ("A cell timed out while it was being executed, after 30 seconds.\nThe message was: Cell execution "
+               "timed out.\nHere is a preview of the cell contents:\n-------------------\n['x = slow()']\n"
+               "-------------------\n")
+    assert probe_tool._error_line(timeout).startswith("A cell timed out")
     assert probe_tool._error_line("") == "?"

@@ -78,7 +78,8 @@ def _error_line(message: str) -> str:
 
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in message.strip().splitlines()]
     lines = [ln for ln in lines if ln and set(ln) != {"-"}]
-    named = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt)\b", ln)]
+    named = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt)\b", ln)
+             or ln.startswith(("A cell timed out", "Kernel died"))]
     return ((named or lines or ["?"])[-1])[:400]
 
 
