@@ -99,8 +99,9 @@ def test(extra: list[str], env=None) -> None:
 
     Two chapters at a time on two cores take about half the wall time of one after the other
     (each chapter's own timing grows less than twofold: XLA does not keep both cores busy)."""
-    parallel = [] if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in extra) else (
-        ["-n", str(workers()), "--dist", "worksteal"] if workers() > 1 else [])
+    n = workers()
+    chosen = any(a.startswith(("-n", "--numprocesses")) for a in extra)
+    parallel = ["-n", str(n), "--dist", "worksteal"] if n > 1 and not chosen else []
     sh(BIN / "pytest", *parallel, *extra, env=env)
 
 
