@@ -106,3 +106,43 @@ def test_bad_data_raises():
 def test_rotations_allow_more_ways():
     ep = episodes.sample_episode(jax.random.PRNGKey(0), labelled_data(n_classes=2), 8, 1, 1, rotations=True)
     assert sorted(np.asarray(ep.classes).tolist()) == list(range(8))
+
+
+def _distinct_reference(r, n):
+    """Naive: draw i takes the r_i-th value (ascending) among those not drawn yet."""
+    unused, out = list(range(n)), []
+    for ri in r:
+        out.append(unused.pop(int(ri)))
+    return out
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (5, 5), (16, 6), (3200, 5), (3200, 20)])
+def test_distinct_matches_naive_loop(n, k):
+    for seed in range(10):
+        key = jax.random.PRNGKey(seed)
+        got = np.asarray(jax.jit(episodes.distinct, static_argnums=(1, 2))(key, n, k))
+        r = np.asarray(jax.random.randint(key, (k,), 0, n - jnp.arange(k, dtype=jnp.int32), dtype=jnp.int32))
+        assert got.tolist() == _distinct_reference(r, n)
+        assert len(set(got.tolist())) == k and got.min() >= 0 and got.max() < n
+
+
+def test_distinct_has_the_law_of_a_permutation_prefix():
+    # every ordered pair of distinct values out of 5 is equally likely (20 cells); chi-square over 20,000 draws
+    draws = np.asarray(jax.vmap(lambda k: episodes.distinct(k, 5, 2))(jax.random.split(jax.random.PRNGKey(1), 20_000)))
+    counts = np.zeros((5, 5))
+    np.add.at(counts, (draws[:, 0], draws[:, 1]), 1)
+    assert np.all(np.diag(counts) == 0)
+    expected = 20_000 / 20
+    chi2 = ((counts[~np.eye(5, dtype=bool)] - expected) ** 2 / expected).sum()
+    assert chi2 < 50.0   # 19 degrees of freedom: P(chi2 > 50) < 2e-4 under the uniform law
+    # the same statistic catches a biased sampler: the same draws with every pair sorted (larger value never first)
+    biased = np.stack([np.sort(d) for d in draws])
+    b = np.zeros((5, 5))
+    np.add.at(b, (biased[:, 0], biased[:, 1]), 1)
+    assert ((b[~np.eye(5, dtype=bool)] - expected) ** 2 / expected).sum() > 50.0
+
+
+@pytest.mark.parametrize("n,k", [(3, 4), (0, 1), (4, 0), (2.0, 1)])
+def test_distinct_bad_sizes_raise(n, k):
+    with pytest.raises(ValueError):
+        episodes.distinct(jax.random.PRNGKey(0), n, k)
