@@ -146,6 +146,26 @@ def test_not_reproduced_needs_a_pin_a_failing_rule_and_a_holding_pin():
         _claim(Ledger("ch"), verdict="not reproduced at this scale", pin=within(1.0, 0, 2))
 
 
+def test_a_seed_varying_claim_is_not_stale_where_its_study_saw_the_rule_fail():
+    from jaxpapers import config
+
+    def study(passed, n=5, scale=None):
+        return {"scale": scale or config.scale(), "claims": {"gain": {"passed": passed, "n": n, "estimate": [0.0] * n}}}
+
+    kw = dict(verdict="not reproduced at this scale", pin=within(1.0, 0, 2))
+    # the rule holds at this seed (default rule) and the study saw it hold at 2 of 5 seeds: the verdict stands
+    c = _claim(Ledger("ch"), study=study(2), **kw)
+    assert c.problem == "" and "held at 2 of 5 seeds" in c.note and c.study_held == (2, 5)
+    # a study in which the rule held at every seed, a study of another scale, or none: stale as before
+    for s in (study(5), study(2, scale="other-scale"), None, {"claims": {}}):
+        with pytest.raises(ClaimFailed, match="stale"):
+            _claim(Ledger("ch"), study=s, **kw)
+    # a failing rule needs no study and gets no note
+    null = paired_bound([0.3, -0.2, 0.5, -0.4, 0.1])
+    c = _claim(Ledger("ch"), rule=null, study=study(2), **kw)
+    assert c.problem == "" and "study" not in c.note
+
+
 def test_a_rule_that_passes_with_its_control_has_not_shown_the_effect():
     strong = paired_bound([1.2, 0.9, 1.4, 1.1, 0.8])
     # "not reproduced" stays consistent when the control passes as well ...

@@ -319,6 +319,7 @@ class Claim:
     note: str = ""
     chapter: str = ""
     problem: str = ""  # why the record fails ("" when every rule holds as stated)
+    study_held: tuple | None = None  # (seeds where the rule held, seeds) in the committed seed study
 
     def ours(self) -> str:
         return self.decision.summary()
@@ -388,7 +389,8 @@ class Ledger:
 
     def claim(self, id: str, statement: str, rule: Decision, *, paper, source: str,
               verdict: str = "reproduced", control: Decision | None = None, control_label: str = "",
-              pin: Decision | None = None, seeds: str = "", note: str = "") -> Claim:
+              pin: Decision | None = None, seeds: str = "", note: str = "",
+              study: dict | None = None) -> Claim:
         """State one of the paper's claims and enforce its rule.
 
         Args:
@@ -407,6 +409,11 @@ class Ledger:
                 its measured range (e.g. :func:`within`); it must hold.
             seeds: which seeds or episodes (``"seeds 0-4"``, ``"2,000 paired episodes"``).
             note: one short line for the table.
+            study: the chapter's committed seed study (:func:`load_study`), for a verdict that
+                says the claim does not hold. Such a verdict is *stale* when the rule holds and
+                its control does not; but where the study shows the rule failing at some of its
+                seeds, the claim holds at some seeds and not at every one, so a rule that holds
+                at this seed leaves the verdict standing (the note says so).
 
         Raises:
             ValueError: bad arguments (unknown verdict, missing control, missing pin ...).
@@ -428,7 +435,12 @@ class Ledger:
                              f"range (pin=within(...)) so that a regression is still caught")
         c = Claim(id=id, statement=statement, kind="claim", verdict=verdict, decision=rule,
                   paper="" if paper is None else _paper_text(paper), source=source, control=control,
-                  control_label=control_label, pin=pin, seeds=seeds, note=note, chapter=self.chapter)
+                  control_label=control_label, pin=pin, seeds=seeds, note=note, chapter=self.chapter,
+                  study_held=_study_held(study, id) if failing else None)
+        if failing and c.study_held and rule.passed and not (control is not None and control.passed):
+            held, n = c.study_held
+            c.note = (c.note + "; " if c.note else "") + (
+                f"the rule holds at this seed; in the seed study it held at {held} of {n} seeds")
         self._add(c)
         return c
 
@@ -564,7 +576,10 @@ def _problem(c: Claim) -> str:
     if c.kind == "claim" and c.verdict not in PASSING_VERDICTS:
         # A claim reproduces only when its rule holds *and* its negative control does not: a rule
         # that passes together with its control has not shown the effect, so the verdict stands.
-        if c.decision.passed and not control_passes:
+        # Nor is the verdict stale where the seed study saw the rule fail at some of its seeds: the
+        # claim then holds at some seeds, not at every one (``study_held``).
+        mixed = c.study_held is not None and c.study_held[0] < c.study_held[1]
+        if c.decision.passed and not control_passes and not mixed:
             problems.append(f"the rule now holds and its control does not, so the verdict {c.verdict!r} "
                             f"is stale ({c.decision.message()})")
         if c.pin is not None and not c.pin.passed:
@@ -615,6 +630,18 @@ def study_range(values: Sequence[float], *, widen: float = 0.0) -> tuple[float, 
     lo, hi = float(v.min()), float(v.max())
     pad = widen * (hi - lo)
     return lo - pad, hi + pad
+
+
+def _study_held(study: dict | None, claim_id: str) -> tuple | None:
+    """``(seeds where the rule held, seeds)`` for ``claim_id`` in a seed study of the running scale, else ``None``."""
+    from . import config
+
+    if not isinstance(study, dict) or study.get("scale", config.scale()) != config.scale():
+        return None
+    entry = (study.get("claims") or {}).get(claim_id)
+    if not entry or "passed" not in entry or "n" not in entry:
+        return None
+    return int(entry["passed"]), int(entry["n"])
 
 
 def study_pin(study: dict | None, claim_id: str, value, *, what: str, widen: float = 0.0,
