@@ -70,9 +70,13 @@ def build(*, execute: bool = True, which: str = "instructor", clean: bool = True
     write_edition = edition_tool.write_edition
     source = Path(tempfile.mkdtemp(prefix=f"book-{which}-"))
     write_edition(which, source)
-    if not execute:  # render the outputs already stored in the notebooks (CI, after nbmake --overwrite)
-        cfg = source / "_config.yml"
-        cfg.write_text(cfg.read_text().replace("execute_notebooks: force", 'execute_notebooks: "off"'))
+    if execute:
+        execute_notebooks(source / "book")
+    # jupyter-book renders the outputs stored in the notebooks: executed just above, or by the tests (CI, after
+    # nbmake --overwrite). Executing them here, several at a time, is what jupyter-book 1.x cannot do: its
+    # "force" mode runs the chapters one after the other.
+    cfg = source / "_config.yml"
+    cfg.write_text(cfg.read_text().replace("execute_notebooks: force", 'execute_notebooks: "off"'))
     # jupyter-book writes to <path-output>/_build/html
     out = ROOT if which == "instructor" else ROOT / "_build" / "student"
     if which != "instructor":
@@ -82,6 +86,17 @@ def build(*, execute: bool = True, which: str = "instructor", clean: bool = True
     html = out / "_build" / "html"
     print(f"\nThe {which} edition is in {html / 'index.html'}")
     return html
+
+
+def execute_notebooks(folder: Path) -> None:
+    """Execute every notebook under ``folder`` in place, :func:`workers` at a time.
+
+    The same executor as the tests (nbmake: 300 s per cell, the first error fails the command, as
+    ``raise_on_error`` does in ``_config.yml``), writing each executed notebook back (``--overwrite``)."""
+    n = workers()
+    parallel = ["-n", str(n), "--dist", "worksteal"] if n > 1 else []
+    sh(BIN / "pytest", "-c", ROOT / "pyproject.toml", "--rootdir", folder, "-p", "no:cacheprovider",
+       "-o", "addopts=-ra", "--nbmake", "--nbmake-timeout=300", "--overwrite", *parallel, folder)
 
 
 def workers() -> int:
