@@ -93,10 +93,8 @@ def execute_notebooks(folder: Path) -> None:
 
     The same executor as the tests (nbmake: 300 s per cell, the first error fails the command, as
     ``raise_on_error`` does in ``_config.yml``), writing each executed notebook back (``--overwrite``)."""
-    n = workers()
-    parallel = ["-n", str(n), "--dist", "worksteal"] if n > 1 else []
-    sh(BIN / "pytest", "-c", ROOT / "pyproject.toml", "--rootdir", folder, "-p", "no:cacheprovider",
-       "-o", "addopts=-ra", "--nbmake", "--nbmake-timeout=300", "--overwrite", *parallel, folder)
+    test(["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(folder), "-p", "no:cacheprovider",
+          "-o", "addopts=-ra", "--nbmake", "--nbmake-timeout=300", "--overwrite", str(folder)])
 
 
 def workers() -> int:

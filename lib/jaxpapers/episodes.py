@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpapers._validate import positive_int
+
 
 class Episode(NamedTuple):
     """One episode; ``...`` is the sample shape ``(H, W)`` or ``(H, W, C)``.
@@ -78,9 +80,8 @@ def distinct(key: jax.Array, n: int, k: int) -> jax.Array:
     Raises:
         ValueError: ``n`` or ``k`` not a positive integer, or ``k > n``.
     """
-    for name, v in (("n", n), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    positive_int("n", n)
+    positive_int("k", k)
     if k > n:
         raise ValueError(f"cannot draw k={k} distinct values from n={n}")
     r = jax.random.randint(key, (k,), 0, n - jnp.arange(k, dtype=jnp.int32), dtype=jnp.int32)
