@@ -127,3 +127,58 @@ def test_fit_vmapped_rejects_bad_input(kwargs, match):
         train.fit_vmapped(lambda p, k, *a: jnp.sum(p["w"] ** 2), tx, stacked, **kwargs)
     with pytest.raises(ValueError, match="at least one"):
         train.stack_states([])
+
+
+def test_strong_types_drops_only_the_weak_tag():
+    key = jax.random.PRNGKey(0)
+    typed_key = jax.random.key(1)
+    tree = {"scale": jnp.asarray(0.3), "w": jnp.ones(2), "n": jnp.asarray(3), "py": 0.5, "flag": True,
+            "key": key, "typed_key": typed_key}
+    assert tree["scale"].weak_type and tree["n"].weak_type and not tree["w"].weak_type
+    out = train.strong_types(tree)
+    for name in ("scale", "n", "py"):
+        assert not out[name].weak_type, name
+    assert out["scale"].dtype == jnp.float32 and out["n"].dtype == jnp.int32 and out["py"].dtype == jnp.float32
+    np.testing.assert_array_equal(out["scale"], np.float32(0.3))
+    assert float(out["py"]) == np.float32(0.5) and out["flag"] is True
+    assert out["w"] is tree["w"] and out["key"] is key and out["typed_key"] is typed_key
+    # inside a vmap (how chapters build one state per seed), the weak tag survives unless dropped
+    stacked = jax.vmap(lambda k: {"s": jnp.asarray(0.5), "w": jax.random.normal(k, (2,))})(jax.random.split(key, 3))
+    assert stacked["s"].weak_type and not train.strong_types(stacked)["s"].weak_type
+
+
+def _traced_loss(traces):
+    def loss(p, key):
+        traces.append(1)   # runs once per trace: once per compile of the chunk function
+        return jnp.sum((p["w"] * p["s"] - jax.random.normal(key, (3,))) ** 2)
+    return loss
+
+
+def test_a_weakly_typed_parameter_does_not_recompile_the_chunks():
+    """One optimiser step makes a weak parameter (and its Adam moments) strongly typed; without
+    strong_types the second and third chunks each compiled again."""
+    params = {"w": jnp.ones(3), "s": jnp.asarray(0.5)}
+    assert params["s"].weak_type
+    tx, key = optax.adam(0.1), jax.random.PRNGKey(0)
+    counts = {}
+    for chunks in (1, 4):
+        traces = []
+        train.fit(_traced_loss(traces), params, tx, key, 8, chunks=chunks)
+        counts[chunks] = len(traces)
+    assert counts[4] == counts[1] >= 1
+    # the same for a stack of runs, including a state built without init_state
+    weak = train.TrainState(params, tx.init(params), key)
+    assert weak.params["s"].weak_type and weak.opt_state[0].mu["s"].weak_type
+    stacked = train.stack_states([weak, weak])
+    assert stacked.params["s"].weak_type
+    for chunks in (1, 4):
+        traces = []
+        _, hist, _ = train.fit_vmapped(_traced_loss(traces), tx, stacked, 8, chunks=chunks)
+        counts[chunks] = len(traces)
+    assert counts[4] == counts[1] >= 1
+    # same numbers as a run that started strongly typed
+    strong = {"w": jnp.ones(3), "s": jnp.asarray(0.5, dtype=jnp.float32)}
+    a, _ = train.fit(_traced_loss([]), params, tx, key, 8, chunks=4)
+    b, _ = train.fit(_traced_loss([]), strong, tx, key, 8, chunks=4)
+    np.testing.assert_array_equal(a["w"], b["w"])
+    np.testing.assert_array_equal(a["s"], b["s"])

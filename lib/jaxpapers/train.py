@@ -97,9 +97,33 @@ def scan_fit(loss_fn: Callable, tx: optax.GradientTransformation, state: TrainSt
     return jax.lax.scan(lambda s, _: step(s), state, None, length=int(steps))
 
 
+def strong_types(tree: PyTree) -> PyTree:
+    """``tree`` with every weakly typed leaf (a Python number, or an array made from one) given
+    its dtype for good; other leaves are returned as they are.
+
+    A parameter such as ``jnp.asarray(0.3)`` is *weakly typed*; one optimiser step returns it
+    strongly typed, so a jitted training chunk that receives the state of the previous chunk
+    sees a new signature and compiles a second (and, through the optimiser state, a third)
+    time. The values are unchanged: only the type-promotion tag goes.
+    """
+
+    def strong(x):
+        if isinstance(x, (bool, np.bool_)):
+            return x
+        if isinstance(x, (int, float, complex)):
+            x = jnp.asarray(x)
+        if getattr(x, "weak_type", False):
+            return jnp.asarray(x, dtype=x.dtype)
+        return x
+
+    return jax.tree_util.tree_map(strong, tree)
+
+
 def init_state(params: PyTree, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
-    """Initial :class:`TrainState` for ``params``."""
-    return TrainState(params, tx.init(params), key)
+    """Initial :class:`TrainState` for ``params`` (weak types made strong, see :func:`strong_types`,
+    so that the state a training chunk returns has the type of the state it received)."""
+    params = strong_types(params)
+    return TrainState(params, strong_types(tx.init(params)), key)
 
 
 def fit(
@@ -146,8 +170,7 @@ def _check_steps_chunks(steps, chunks) -> None:
 def fit_state(loss_fn, params, tx, key, steps, *, chunks=1, progress=False, state=None):
     """Like :func:`fit`, but return the final :class:`TrainState` instead of the parameters."""
     _check_steps_chunks(steps, chunks)
-    if state is None:
-        state = init_state(params, tx, key)
+    state = init_state(params, tx, key) if state is None else strong_types(state)
     run = jax.jit(lambda s: scan_fit(loss_fn, tx, s, steps // chunks))
     parts = []
     it = range(chunks)
@@ -205,6 +228,7 @@ def fit_vmapped(loss_fn: Callable, tx: optax.GradientTransformation, states: Tra
         raise ValueError("every leaf of states (and aux) needs the same leading run axis, got sizes "
                          f"{sorted(s for s in sizes if s is not None)}{' and scalars' if None in sizes else ''}")
     n = int(steps) // int(chunks)
+    states = strong_types(states)   # one compile for every chunk (see strong_types)
     if aux is None:
         call = jax.jit(jax.vmap(lambda s: scan_fit(loss_fn, tx, s, n)))
     else:
