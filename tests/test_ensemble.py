@@ -52,6 +52,13 @@ def test_vmapped_ensemble_equals_sequential_single_runs():
     np.testing.assert_allclose(hs["loss"], hist["loss"], atol=1e-5)
     # training lowers the loss
     assert hist["loss"][:, -10:].mean() < hist["loss"][:, :5].mean()
+    # an unrolled loop (a short CPU run of a convolutional network) takes the same steps
+    unrolled, hu = ensemble.train_ensemble(init_fn, loss_fn, tx, ki, kd, 8, chunks=2, unroll=True)
+    looped, hl = ensemble.train_ensemble(init_fn, loss_fn, tx, ki, kd, 8, chunks=2)
+    np.testing.assert_allclose(np.asarray(unrolled[0]["w"]), np.asarray(looped[0]["w"]), atol=1e-6)
+    np.testing.assert_allclose(hu["loss"], hl["loss"], atol=1e-6)
+    with pytest.raises(ValueError, match="unroll"):
+        ensemble.train_ensemble(init_fn, loss_fn, tx, ki, kd, 8, unroll=0)
 
 
 def test_minibatch_loss_uses_distinct_examples():

@@ -59,6 +59,22 @@ def test_scan_fit_vmaps_over_seeds():
     assert states.params["w"].shape == (2, 3)
 
 
+def test_unrolled_scan_fit_takes_the_same_steps():
+    def noisy(params, key):
+        return jnp.sum((params - jax.random.normal(key, params.shape)) ** 2)
+
+    tx = optax.adam(0.05)
+    state = train.init_state(jnp.ones(4), tx, jax.random.PRNGKey(1))
+    looped, h1 = jax.jit(lambda s: train.scan_fit(noisy, tx, s, 6))(state)
+    for unroll in (True, 2, 6):
+        unrolled, h2 = jax.jit(lambda s: train.scan_fit(noisy, tx, s, 6, unroll=unroll))(state)
+        np.testing.assert_allclose(unrolled.params, looped.params, rtol=1e-6)
+        np.testing.assert_allclose(h2["loss"], h1["loss"], rtol=1e-6)
+    for bad in (0, -1, 1.5, "yes", None):
+        with pytest.raises(ValueError, match="unroll"):
+            train.scan_fit(noisy, tx, state, 6, unroll=bad)
+
+
 @pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=10, chunks=3), dict(steps=2.5)])
 def test_bad_step_counts(kwargs):
     with pytest.raises(ValueError):

@@ -189,8 +189,14 @@ def test_growth_protocol_runs_the_five_methods_side_by_side():
             assert np.abs(info["dloss"]).max() <= 1e-5
             np.testing.assert_allclose(info["slot"][0], info["pred"][0, :, 0], rtol=1e-3)
     assert not np.allclose(out["curves"][0], out["curves"][1])           # the seeds differ
+    # the training chunks unrolled (a short CPU run) take the same steps
+    unrolled = wrn.growth_protocol(jax.random.PRNGKey(2), x, y, x[:16], y[:16], seeds=1, steps=6, batch_size=8,
+                                   lr=0.05, warmup=1, first=2, every=2, growths=2, grow_from=0.5, chunk=4, depth=10,
+                                   unroll=True)
+    np.testing.assert_allclose(unrolled["curves"][0], out["curves"][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(unrolled["active"][0], out["active"][0])
     for kw, match in ((dict(first=6), "growth"), (dict(batch_size=64), "batch_size"), (dict(growths=0), "growths"),
-                      (dict(seeds=0), "seeds")):
+                      (dict(seeds=0), "seeds"), (dict(unroll=0), "unroll")):
         args = dict(seeds=1, steps=6, batch_size=8, lr=0.05, warmup=1, first=2, every=2, growths=2, grow_from=0.5,
                     chunk=4, depth=10)
         args.update(kw)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers import stats, train
+from jaxpapers import _validate, stats, train
 
 VARY = ("init", "data")
 
@@ -113,7 +113,8 @@ def batch_loss(apply_fn: Callable, batch_size: int, *, augment: Callable | None 
 
 
 def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTransformation, init_keys, data_keys,
-                   steps: int, *, vmapped: bool = True, chunks: int = 1, progress: bool = False, data=None):
+                   steps: int, *, vmapped: bool = True, chunks: int = 1, progress: bool = False, data=None,
+                   unroll: int | bool = 1):
     """Train one model per key pair; return ``(params, history)`` stacked over members.
 
     Args:
@@ -129,6 +130,8 @@ def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTrans
         data: optional pytree of arrays (e.g. ``(x_train, y_train)``), put on the
             device once and passed to every member's ``loss_fn(params, key, data)``
             as an argument of the compiled function (see :func:`batch_loss`).
+        unroll: ``lax.scan``'s unrolling of each chunk (see :func:`jaxpapers.train.scan_fit`:
+            ``True`` for a short CPU run of a convolutional network).
 
     Returns:
         ``params`` with a leading member axis ``S`` on every leaf, and ``history``:
@@ -141,13 +144,14 @@ def train_ensemble(init_fn: Callable, loss_fn: Callable, tx: optax.GradientTrans
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1 or steps % chunks:
         raise ValueError(f"chunks must be a positive divisor of steps={steps}, got {chunks!r}")
+    _validate.scan_unroll(unroll)
     make = lambda ki, kd: train.init_state(init_fn(ki), tx, kd)
     S = init_keys.shape[0]
     if data is None:
-        run = lambda s: train.scan_fit(loss_fn, tx, s, steps // chunks)
+        run = lambda s: train.scan_fit(loss_fn, tx, s, steps // chunks, unroll=unroll)
         args = ()
     else:
-        run = lambda s, d: train.scan_fit(lambda p, k: loss_fn(p, k, d), tx, s, steps // chunks)
+        run = lambda s, d: train.scan_fit(lambda p, k: loss_fn(p, k, d), tx, s, steps // chunks, unroll=unroll)
         args = (jax.device_put(jax.tree_util.tree_map(jnp.asarray, data)),)
     if vmapped:
         states = [jax.jit(jax.vmap(make))(init_keys, data_keys)]

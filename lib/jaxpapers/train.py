@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxpapers import _validate
+
 PyTree = Any
 
 
@@ -85,16 +87,26 @@ def make_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
     return step
 
 
-def scan_fit(loss_fn: Callable, tx: optax.GradientTransformation, state: TrainState, steps: int):
+def scan_fit(loss_fn: Callable, tx: optax.GradientTransformation, state: TrainState, steps: int, *,
+             unroll: int | bool = 1):
     """Run ``steps`` optimiser steps in one ``lax.scan``; pure, so jit/vmap it freely.
+
+    ``unroll`` goes to ``lax.scan`` (``True``: no loop at all). On a CPU, XLA runs a
+    convolution inside a compiled loop far slower than outside one (a ResNet-20 training
+    step: 21 s against 0.6 s, jax 0.10.2), so a short CPU run of a convolutional network
+    unrolls its few steps; a long run keeps the loop (unrolling compiles every step).
 
     Returns ``(state, history)`` where ``history`` maps each metric name to an
     array of shape ``(steps,)``.
+
+    Raises:
+        ValueError: ``steps`` not a positive integer, or a bad ``unroll``.
     """
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    _validate.scan_unroll(unroll)
     step = make_step(loss_fn, tx)
-    return jax.lax.scan(lambda s, _: step(s), state, None, length=int(steps))
+    return jax.lax.scan(lambda s, _: step(s), state, None, length=int(steps), unroll=unroll)
 
 
 def strong_types(tree: PyTree) -> PyTree:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpapers import growth, growth_conv, resnet
+from jaxpapers import _validate, growth, growth_conv, resnet
 
 __all__ = ["wrn_layout", "init_wrn", "wrn_forward", "wrn_apply", "population_stats",
            "wrn_gradient_matrices", "wrn_grow", "wrn_loss", "augmented_batch", "train_chunk",
@@ -262,11 +262,13 @@ def augmented_batch(key, step, x, y, batch_size: int, augment: bool = True):
     return xb, yb
 
 
-def train_chunk(params, opt_state, step0, x, y, key, tx, batch_size: int, n: int, l2: float = 2e-4):
+def train_chunk(params, opt_state, step0, x, y, key, tx, batch_size: int, n: int, l2: float = 2e-4,
+                unroll: int | bool = 1):
     """``n`` optimiser steps of every run (leading axis), all runs on the same augmented batches.
 
     Returns ``(params, opt_state, ce)`` with ``ce: (n, runs)`` the training cross-entropy.
-    ``tx``, ``batch_size`` and ``n`` are static under ``jit``.
+    ``tx``, ``batch_size``, ``n`` and ``unroll`` (``lax.scan``'s, see
+    :func:`jaxpapers.train.scan_fit`) are static under ``jit``.
     """
     def body(carry, t):
         P, O = carry
@@ -280,7 +282,7 @@ def train_chunk(params, opt_state, step0, x, y, key, tx, batch_size: int, n: int
         P, O, ce = jax.vmap(one)(P, O)
         return (P, O), ce
 
-    (params, opt_state), ce = jax.lax.scan(body, (params, opt_state), jnp.arange(n))
+    (params, opt_state), ce = jax.lax.scan(body, (params, opt_state), jnp.arange(n), unroll=unroll)
     return params, opt_state, ce
 
 
@@ -344,7 +346,7 @@ def test_accuracy(params, x_train, x_test, y_test, n_stat: int, stat_batch: int,
 
 
 PROTOCOL_METHODS = ("gradmax", "uniform", "gaussian", "small", "big")
-_train_chunk_jit = jax.jit(train_chunk, static_argnums=(6, 7, 8))
+_train_chunk_jit = jax.jit(train_chunk, static_argnums=(6, 7, 8, 10))
 _grow_runs_jit = jax.jit(grow_runs, static_argnums=(6,))
 _test_accuracy_jit = jax.jit(test_accuracy, static_argnums=(4, 5, 6, 7))
 
@@ -352,7 +354,7 @@ _test_accuracy_jit = jax.jit(test_accuracy, static_argnums=(4, 5, 6, 7))
 def growth_protocol(key, x_train, y_train, x_test, y_test, *, seeds: int, steps: int, batch_size: int,
                     lr: float, warmup: int, first: int, every: int, growths: int, grow_from: float = 0.25,
                     scale: float = 0.5, l2: float = 2e-4, chunk: int = 500, depth: int = 28, widen: int = 1,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, unroll: int | bool = 1) -> dict:
     """GradMax's image protocol: for each seed, five WRNs trained side by side on the same batches.
 
     The runs (:data:`PROTOCOL_METHODS`) are GradMax, random-uniform and random-Gaussian growth from
@@ -362,7 +364,8 @@ def growth_protocol(key, x_train, y_train, x_test, y_test, *, seeds: int, steps:
     ``1 / growths`` of the missing channels, run at the highest matmul precision so that the
     closed-form check holds on GPUs too). After every segment the test accuracy of every run is
     measured (BN statistics from up to 10 training batches of 500). The data are passed to the
-    compiled functions as arguments, never baked into them.
+    compiled functions as arguments, never baked into them. ``unroll`` unrolls each training
+    chunk (see :func:`jaxpapers.train.scan_fit`: a short run on a CPU).
 
     Returns:
         ``{"curves": [(steps, 5)], "acc": [(growths + 1, 5)], "grow": [[info per growth]],
@@ -377,6 +380,7 @@ def growth_protocol(key, x_train, y_train, x_test, y_test, *, seeds: int, steps:
                     ("chunk", chunk), ("warmup", warmup)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "warmup" else 1):
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _validate.scan_unroll(unroll)
     n_tr, n_te = x_train.shape[0], x_test.shape[0]
     if not 1 <= batch_size <= n_tr:
         raise ValueError(f"batch_size must be in 1..{n_tr}, got {batch_size!r}")
@@ -407,7 +411,8 @@ def growth_protocol(key, x_train, y_train, x_test, y_test, *, seeds: int, steps:
             bar = tqdm(total=steps, desc=f"seed {seed}")
         for g in range(len(bounds) - 1):
             for s0 in range(bounds[g], bounds[g + 1], chunk):
-                P, O, ce = _train_chunk_jit(P, O, jnp.int32(s0), x_train, y_train, kk[1], tx, batch_size, chunk, l2)
+                P, O, ce = _train_chunk_jit(P, O, jnp.int32(s0), x_train, y_train, kk[1], tx, batch_size, chunk, l2,
+                                            unroll)
                 curves.append(np.asarray(ce))
                 if bar is not None:
                     bar.update(chunk)
