@@ -173,3 +173,20 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     result = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n"], capture_output=True, text=True, timeout=240)
     assert result.returncode != 0
     assert "deliberate failure" in result.stdout + result.stderr
+
+
+def test_chapters_run_longest_first_and_every_notebook_has_a_place(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_tool", ROOT / "tools" / "run.py")
+    run_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_tool)
+    # every notebook of the book is ranked (a new chapter needs its place in the order) ...
+    assert sorted(run_tool.LONGEST_FIRST) == sorted(p.stem for p in (ROOT / "book").glob("*.ipynb"))
+    ordered = [Path(p).stem for p in run_tool.notebooks_longest_first(ROOT / "book")]
+    assert ordered == list(run_tool.LONGEST_FIRST)
+    # ... and one that is not (its time unknown) goes first
+    for name in ("getting-started", "99-new", "03-memory-tokens"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert [Path(p).stem for p in run_tool.notebooks_longest_first(tmp_path)] == [
+        "99-new", "03-memory-tokens", "getting-started"]

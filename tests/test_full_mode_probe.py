@@ -97,3 +97,25 @@ def test_error_line_names_the_error_not_the_rule_of_dashes():
                "-------------------\n")
     assert probe_tool._error_line(timeout).startswith("A cell timed out")
     assert probe_tool._error_line("") == "?"
+
+
+def test_dry_run_side_by_side_reports_every_chapter(tmp_path):
+    ok = _notebook(tmp_path)
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    bad = _notebook(bad_dir).rename(bad_dir / "98-broken.ipynb")
+    data = json.loads(bad.read_text())
+    data["cells"][0]["source"] = ["raise RuntimeError('broken full mode')\n"]
+    bad.write_text(json.dumps(data))
+    out = tmp_path / "records.json"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), "--dry-run", "--jobs", "2",
+                             str(ok), str(bad), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "dry run 99-probe.ipynb: ok" in result.stdout and "broken full mode" in result.stdout
+    assert "chapters that ran: 1 of 2; failed: 98-broken.ipynb" in result.stdout
+    records = json.loads(out.read_text())
+    assert records["99-probe"]["ok"] and records["99-probe"]["report"]["platform"] == "cpu"
+    assert not records["98-broken"]["ok"]
+    bad_jobs = subprocess.run([sys.executable, str(ROOT / "tools" / "full_mode_probe.py"), "--dry-run", "--jobs", "0",
+                               str(ok)], capture_output=True, text=True, timeout=60)
+    assert bad_jobs.returncode == 2 and "--jobs must be a positive integer" in bad_jobs.stderr

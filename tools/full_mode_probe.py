@@ -1,6 +1,6 @@
 """Full mode that is known to run: the CPU dry run, and the probe that projects full-mode runtimes.
 
-    python tools/full_mode_probe.py --dry-run                  # CI: every chapter's full-mode path, a few steps each
+    python tools/full_mode_probe.py --dry-run --jobs 2         # CI: every chapter's full-mode path, a few steps each
     python tools/full_mode_probe.py --write                    # on a GPU: probe every chapter, record the projection
     python tools/full_mode_probe.py book/04-hypertransformer.ipynb --fractions 0.002,0.006
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -143,6 +144,25 @@ def write_record(notebook: Path, record: dict) -> None:
     notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _dry_runs_side_by_side(notebooks: list[Path], args) -> dict:
+    """Dry runs of ``notebooks``, ``args.jobs`` at a time, each in a process of its own (a run sets
+    the environment of its process); returns ``{notebook: record}``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(nb: Path) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "record.json"
+            done = subprocess.run([sys.executable, __file__, "--dry-run", "--timeout", str(args.timeout),
+                                   "--out", str(out), str(nb)], capture_output=True, text=True)
+            if out.exists():
+                return json.loads(out.read_text())[nb.stem]
+            return {"seconds": 0.0, "ok": False, "report": {},
+                    "error": _error_line(done.stdout + done.stderr) or f"exit status {done.returncode}"}
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        return dict(zip(notebooks, pool.map(one, notebooks)))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", type=Path, help="default: every chapter")
@@ -152,7 +172,10 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="record the projection in each notebook's metadata")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     ap.add_argument("--out", type=Path, help="also write every record to this JSON file")
+    ap.add_argument("--jobs", type=int, default=1, help="dry run: chapters executed side by side (default 1)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be a positive integer, got {args.jobs}")
 
     from jaxpapers.data import standins
 
@@ -163,9 +186,10 @@ def main(argv=None) -> int:
     standins.write_standins(cache, size=size)
     print(f"stand-in datasets ({size}) in {cache}: {time.time() - t0:.0f} s", flush=True)
     records, failed = {}, []
+    side_by_side = _dry_runs_side_by_side(notebooks, args) if args.dry_run and args.jobs > 1 else {}
     for nb in notebooks:
         if args.dry_run:
-            run = execute(nb, dry_env(cache, 0.0), args.timeout)
+            run = side_by_side.get(nb) or execute(nb, dry_env(cache, 0.0), args.timeout)
             records[nb.stem] = run
             status = "ok" if run["ok"] else f"FAILED: {run['error']}"
             print(f"dry run {nb.name}: {status} ({run['seconds']:.0f} s)", flush=True)

@@ -88,13 +88,29 @@ def build(*, execute: bool = True, which: str = "instructor", clean: bool = True
     return html
 
 
+# The chapters by fast-mode time in CI (two at a time), longest first. pytest-xdist's "load" scheduling
+# hands them out in this order as workers free up, so two workers finish at about the same time. In
+# alphabetical order under "worksteal", one worker ran chapters 01-04 (817 s) while the other sat
+# idle after 387 s: a worker's next chapter is already reserved and cannot be stolen.
+LONGEST_FIRST = ("03-memory-tokens", "04-hypertransformer", "05-blur", "02-gradmax", "01-icl-gd",
+                 "07-no-pressure", "06-underspecification", "getting-started")
+
+
+def notebooks_longest_first(folder: Path) -> list[str]:
+    """The notebooks directly in ``folder``: unlisted (new) ones first, then :data:`LONGEST_FIRST`'s order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    found = sorted(folder.glob("*.ipynb"))
+    return [str(p) for p in sorted(found, key=lambda p: rank.get(p.stem, -1))]
+
+
 def execute_notebooks(folder: Path) -> None:
-    """Execute every notebook under ``folder`` in place, :func:`workers` at a time.
+    """Execute every notebook under ``folder`` in place, :func:`workers` at a time, longest first.
 
     The same executor as the tests (nbmake: 300 s per cell, the first error fails the command, as
     ``raise_on_error`` does in ``_config.yml``), writing each executed notebook back (``--overwrite``)."""
     test(["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(folder), "-p", "no:cacheprovider",
-          "-o", "addopts=-ra", "--nbmake", "--nbmake-timeout=300", "--overwrite", str(folder)])
+          "-o", "addopts=-ra", "--nbmake", "--nbmake-timeout=300", "--overwrite",
+          *notebooks_longest_first(folder)], dist="load")
 
 
 def workers() -> int:
@@ -107,14 +123,14 @@ def workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def test(extra: list[str], env=None) -> None:
+def test(extra: list[str], env=None, dist: str = "worksteal") -> None:
     """pytest over ``extra``, two or more tests at a time unless ``extra`` sets ``-n`` itself.
 
     Two chapters at a time on two cores take about half the wall time of one after the other
     (each chapter's own timing grows less than twofold: XLA does not keep both cores busy)."""
     n = workers()
     chosen = any(a.startswith(("-n", "--numprocesses")) for a in extra)
-    parallel = ["-n", str(n), "--dist", "worksteal"] if n > 1 and not chosen else []
+    parallel = ["-n", str(n), "--dist", dist] if n > 1 and not chosen else []
     sh(BIN / "pytest", *parallel, *extra, env=env)
 
 
@@ -146,11 +162,16 @@ def main(argv: list[str]) -> int:
                 # unit tests first, then the chapters: --overwrite writes each executed notebook back
                 # into book/, which the unit tests' hygiene checks (committed clean) must not see
                 test(["--durations=20", "tests", *extra], env=env)
-                test(["--overwrite", "--durations=20", "book", *extra], env=env)
+                test(["--overwrite", "--durations=20", *notebooks_longest_first(ROOT / "book"), *extra],
+                     env=env, dist="load")
                 # 2. both editions from those outputs (no second execution), then the browser tests
                 build(execute=False, which="instructor")
                 build(execute=False, which="student", clean=False)
                 site_tests(["--student-site", str(STUDENT_SITE), "--check-log", str(log)])
+                # 3. full mode's code path on this CPU: every chapter with BOOK_SCALE=full, two steps
+                # per loop, stand-in data in the real file formats, claims recorded as "dry run"
+                sh(BIN / "python", "tools/full_mode_probe.py", "--dry-run", "--jobs", str(workers()),
+                   *notebooks_longest_first(ROOT / "book"))
             finally:
                 sh(BIN / "python", "tools/nbclean.py")  # leave the notebooks as committed
     except subprocess.CalledProcessError as err:
