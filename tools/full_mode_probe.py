@@ -157,7 +157,7 @@ def _dry_runs_side_by_side(notebooks: list[Path], args) -> dict:
             if out.exists():
                 return json.loads(out.read_text())[nb.stem]
             return {"seconds": 0.0, "ok": False, "report": {},
-                    "error": _error_line(done.stdout + done.stderr) or f"exit status {done.returncode}"}
+                    "error": f"exit status {done.returncode}: {_error_line(done.stdout + done.stderr)}"}
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         return dict(zip(notebooks, pool.map(one, notebooks)))
