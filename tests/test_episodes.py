@@ -76,6 +76,20 @@ def test_vmapped_batch_and_jit():
     np.testing.assert_array_equal(batch.query_x[3], one.query_x)
 
 
+def test_compiled_samplers_equal_their_op_by_op_bodies():
+    """The samplers are compiled once per shape; they draw the same episodes as their bodies run op by op."""
+    data = jax.random.uniform(jax.random.PRNGKey(3), (12, 9, 6, 6))
+    calls = [(lambda: episodes.sample_episode(jax.random.PRNGKey(1), data, 4, 2, 3, 2)),
+             (lambda: episodes.sample_episode(jax.random.PRNGKey(2), data, 5, 1, 4, rotations=True)),
+             (lambda: episodes.sample_episodes(jax.random.PRNGKey(4), data, 3, 4, 1, 2, 1, rotations=True))]
+    for call in calls:
+        compiled = call()
+        with jax.disable_jit():
+            eager = call()
+        for a, b in zip(compiled, eager):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_channels_last_data():
     data = jnp.zeros((4, 5, 6, 6, 3))
     ep = episodes.sample_episode(jax.random.PRNGKey(0), data, 2, 1, 2, rotations=True)

@@ -18,6 +18,7 @@ Sets are ordered class-major: support sample ``i`` has label ``i // k_shot``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -95,6 +96,10 @@ def distinct(key: jax.Array, n: int, k: int) -> jax.Array:
     return jnp.stack(out)
 
 
+# Compiled once per episode shape: called eagerly, the dozens of small integer operations of
+# `distinct` would each be compiled and dispatched on their own (seconds per new shape on a CPU).
+# Integer draws, gathers and rotations only, so the episode is the same bit for bit either way.
+@partial(jax.jit, static_argnames=("n_way", "k_shot", "n_query", "n_unlabelled", "rotations"))
 def sample_episode(key: jax.Array, data: jax.Array, n_way: int, k_shot: int, n_query: int,
                    n_unlabelled: int = 0, *, rotations: bool = False) -> Episode:
     """Sample one episode from ``data: (classes, samples, H, W[, C])``.
@@ -133,6 +138,7 @@ def sample_episode(key: jax.Array, data: jax.Array, n_way: int, k_shot: int, n_q
     return Episode(sx, sy, qx, qy, ux, uy, classes.astype(jnp.int32))
 
 
+@partial(jax.jit, static_argnames=("batch", "n_way", "k_shot", "n_query", "n_unlabelled", "rotations"))
 def sample_episodes(key: jax.Array, data: jax.Array, batch: int, n_way: int, k_shot: int, n_query: int,
                     n_unlabelled: int = 0, *, rotations: bool = False) -> Episode:
     """``batch`` independent episodes (every field gets a leading ``batch`` axis)."""
