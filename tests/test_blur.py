@@ -247,3 +247,24 @@ def test_frozen_and_slices_bad_input():
         blur.genome_from_vector(theta, 2, frozen="neuron_update")  # a bare string, not a tuple
     with pytest.raises(ValueError, match="k must"):
         blur.genome_slices(1)
+
+
+def test_step_compiled_equals_op_by_op_and_rejects_bad_specs():
+    """blur.step is compiled once per shape and spec; its result equals the op-by-op run to rounding."""
+    k = 3
+    genome = blur.genome_from_vector(blur.random_genome_vector(jax.random.PRNGKey(0), k), k)
+    w = blur.init_weights(jax.random.PRNGKey(1), (2, 6, 1), k, genome.init_scale)
+    x = jax.random.normal(jax.random.PRNGKey(2), (8, 2))
+    y = jnp.sign(x[:, :1] * x[:, 1:])
+    for spec in (blur.Spec(), blur.Spec(tied=True, backward_update="multiplicative_second_state")):
+        compiled, trace = blur.step(genome, w, x, y, spec)
+        with jax.disable_jit():
+            eager, trace_eager = blur.step(genome, w, x, y, spec)
+        for a, b in zip(jax.tree_util.tree_leaves((compiled, trace)), jax.tree_util.tree_leaves((eager, trace_eager))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="spec"):
+        blur.step(genome, w, x, y, blur.Spec(feedback="nonsense"))
+    with pytest.raises(ValueError):
+        blur.step(genome, w, x, y, ["not", "a", "spec"])   # not hashable: rejected before tracing
+    with pytest.raises(ValueError, match="y must have shape"):
+        blur.step(genome, w, x, y[:4], blur.Spec())

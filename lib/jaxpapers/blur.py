@@ -28,6 +28,7 @@ Shapes: ``x: (batch, n_in)``, ``y: (batch, n_out)``, layer states
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -184,6 +185,9 @@ def feedback(h_out, y, spec: Spec = Spec()):
     return jnp.concatenate([h_out[..., :1], h_out[..., 1:2] * err, h_out[..., 2:]], axis=-1)
 
 
+# Compiled once per network shape and spec, also when called on its own (a demonstration, a check):
+# eagerly, each of its small operations would be compiled and dispatched separately.
+@partial(jax.jit, static_argnames="spec")
 def step(genome: Genome, weights, x, y, spec: Spec = Spec()):
     """One BLUR learning step on a mini-batch ``(x: (b, n_0), y: (b, n_L))``: eqs. (1)-(4).
 
