@@ -36,7 +36,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxpapers.attention import attention_weights, block, init_block, init_layer_norm, layer_norm, mlp
+from jaxpapers.attention import block, init_block, init_layer_norm, layer_norm, mha, mlp
 
 MODES = ("concat", "extend", "none")
 
@@ -254,7 +254,9 @@ def class_stream(params: dict, old_kv, task: dict, memory_valid=None) -> jax.Arr
 
     The same function as ``new_streams(params, inputs, [task])`` (equal up to float rounding,
     not bit for bit): only the class token and the memory are projected at each layer, so a
-    training step costs a fraction of recomputing the old tokens' keys and values.
+    training step costs a fraction of recomputing the old tokens' keys and values. The class
+    token's scores against the cached keys, its own key and the memory's keys enter one softmax,
+    but the keys and values are never concatenated: a step does not copy the cache.
 
     Args:
         old_kv: from :func:`old_keys_values` (``depth`` pairs of ``(batch, n_old, heads, key_size)``).
@@ -275,21 +277,26 @@ def class_stream(params: dict, old_kv, task: dict, memory_valid=None) -> jax.Arr
     c = jnp.broadcast_to(task["cls"] + params["pos"][0], (b, dim))
     for l, blk in enumerate(params["blocks"]):
         a = blk["attn"]
-        h = layer_norm(blk["ln1"], c[:, None])                       # (b, 1, D)
-        q = jnp.einsum("...nd,dhk->...nhk", h, a["wq"])
+        q = jnp.einsum("bd,dhk->bhk", layer_norm(blk["ln1"], c), a["wq"])   # the one query per image
         if "bq" in a:
             q = q + a["bq"]
-        k_c, v_c = _keys_values(blk, c[:, None])
+        k_o, v_o = old_kv[l]                                        # (b, n_old, heads, ks): cached
+        k_c, v_c = _keys_values(blk, c)                             # (b, heads, ks)
         k_m, v_m = _keys_values(blk, task["memory"][l])             # (m, heads, ks): image-independent
-        k = jnp.concatenate([old_kv[l][0], k_c, jnp.broadcast_to(k_m, (b,) + k_m.shape)], axis=1)
-        v = jnp.concatenate([old_kv[l][1], v_c, jnp.broadcast_to(v_m, (b,) + v_m.shape)], axis=1)
-        w = attention_weights(q, k, mask=mask)
-        out = jnp.einsum("...qhv,hvo->...qo", jnp.einsum("...hqn,...nhv->...qhv", w, v), a["wo"])
+        # Scores against the three key groups, one softmax over all of them. Never concatenating
+        # the keys and values themselves avoids copying the cached ones at every step.
+        scores = jnp.concatenate([jnp.einsum("bhk,bnhk->bhn", q, k_o), jnp.einsum("bhk,bhk->bh", q, k_c)[..., None],
+                                  jnp.einsum("bhk,mhk->bhm", q, k_m)], axis=-1)
+        scores = scores / jnp.sqrt(jnp.asarray(q.shape[-1], scores.dtype))
+        w = jax.nn.softmax(jnp.where(mask, scores, jnp.finfo(scores.dtype).min), axis=-1)
+        w = jnp.where(mask, w, 0.0)                                 # masked memory: weight exactly 0
+        o = (jnp.einsum("bhn,bnhv->bhv", w[..., :n_old], v_o) + w[..., n_old, None] * v_c
+             + jnp.einsum("bhm,mhv->bhv", w[..., n_old + 1:], v_m))
+        out = jnp.einsum("bhv,hvo->bo", o, a["wo"])
         if "bo" in a:
             out = out + a["bo"]
-        x = c[:, None] + out
-        x = x + mlp(blk["mlp"], layer_norm(blk["ln2"], x))
-        c = x[:, 0]
+        x = c + out
+        c = x + mlp(blk["mlp"], layer_norm(blk["ln2"], x))
     return c
 
 
@@ -364,8 +371,13 @@ def forward_single_pass(params: dict, tasks, images: jax.Array, mask: jax.Array)
     x = jnp.concatenate([z, jnp.broadcast_to(cls, (b, k, dim))], axis=1)
     for l, blk in enumerate(params["blocks"]):
         mem = jnp.concatenate([t["memory"][l] for t in tasks], axis=0) if k else jnp.zeros((0, dim))
-        kv = jnp.concatenate([x, jnp.broadcast_to(mem, (b,) + mem.shape)], axis=1)
-        x, _ = block(blk, x, kv, mask=mask)
+        # attention.block with keys/values [x, memory], its first layer norm applied once to x
+        # (queries and keys share it) and once to the memory (the same for every image)
+        h, h_mem = layer_norm(blk["ln1"], x), layer_norm(blk["ln1"], mem)
+        a, _ = mha(blk["attn"], h, jnp.concatenate([h, jnp.broadcast_to(h_mem, (b,) + h_mem.shape)], axis=1),
+                   mask=mask)
+        x = x + a
+        x = x + mlp(blk["mlp"], layer_norm(blk["ln2"], x))
     return (readout(params, params["head"], x[:, 0]),
             [readout(params, t["head"], x[:, n_old + j]) for j, t in enumerate(tasks)])
 
